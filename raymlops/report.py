@@ -1,0 +1,96 @@
+"""What a finished search leaves on its parent run: top-k table, learning curves, parameter plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def summarize(results: Any, metric: str, mode: str, space_keys: list[str]) -> list[dict[str, Any]]:
+    """One row per trial, best first: last metric, epochs run, params, MLflow run id, curve."""
+    rows = []
+    for r in results:
+        m = r.metrics or {}
+        if metric not in m:
+            continue
+        df = r.metrics_dataframe
+        curve = df[["epoch", metric]].dropna().values.tolist() if df is not None and "epoch" in df else []
+        rows.append({
+            "trial_id": m.get("trial_id", ""), metric: float(m[metric]), "epochs": int(m.get("epoch", len(curve))),
+            **{k: r.config.get(k) for k in space_keys}, "mlflow_run_id": m.get("mlflow_run_id", ""),
+            "status": "error" if r.error else "ok", "curve": curve,
+        })
+    sign = -1 if mode == "max" else 1
+    rows.sort(key=lambda row: sign * row[metric])
+    return rows
+
+
+def write_top_k(rows: list[dict[str, Any]], k: int, out: Path) -> list[Path]:
+    import csv
+
+    top = [{key: v for key, v in row.items() if key != "curve"} for row in rows[:k]]
+    csv_path, json_path = out / "top_trials.csv", out / "top_trials.json"
+    if top:
+        with open(csv_path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(top[0]))
+            writer.writeheader()
+            writer.writerows(top)
+    else:
+        csv_path.write_text("")
+    json_path.write_text(json.dumps(top, indent=2, default=str))
+    return [csv_path, json_path]
+
+
+def learning_curves(rows: list[dict[str, Any]], metric: str, max_epochs: int, path: Path) -> None:
+    """metric vs epoch for every trial; trials stopped early end visibly sooner (dashed)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, row in enumerate(rows):
+        if not row["curve"]:
+            continue
+        xs, ys = zip(*row["curve"], strict=True)
+        stopped = row["epochs"] < max_epochs
+        ax.plot(xs, ys, marker="o", ms=3, lw=1.2 if not stopped else 0.8, ls="--" if stopped else "-",
+                alpha=0.95 if i == 0 else 0.6, label=f"best: {row['trial_id']}" if i == 0 else None, color="C3" if i == 0 else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_xlim(0.5, max_epochs + 0.5)
+    ax.set_title(f"{metric} per epoch, {len(rows)} trials (dashed: stopped early)")
+    ax.grid(alpha=0.3)
+    if any(row["curve"] for row in rows):
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def param_plots(rows: list[dict[str, Any]], metric: str, space_keys: list[str], path: Path) -> None:
+    """One panel per searched parameter: its value against the trial's final metric."""
+    n = max(1, len(space_keys))
+    cols = min(3, n)
+    fig, axes = plt.subplots(math.ceil(n / cols), cols, figsize=(4.2 * cols, 3.4 * math.ceil(n / cols)), squeeze=False)
+    for ax, key in zip(axes.flat, space_keys, strict=False):
+        values = [row.get(key) for row in rows]
+        ys = [row[metric] for row in rows]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            ax.scatter(values, ys, s=18, alpha=0.8)
+            if values and min(values) > 0 and max(values) / min(values) > 20:
+                ax.set_xscale("log")
+        else:
+            labels = sorted({str(v) for v in values})
+            ax.scatter([labels.index(str(v)) for v in values], ys, s=18, alpha=0.8)
+            ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
+        ax.set_xlabel(key)
+        ax.set_ylabel(f"final {metric}")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(space_keys):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,251 @@
+"""A whole search: Tuner set-up, per-trial MLflow bookkeeping, resume, and what follows the search
+(summary, plots, evaluation of the best trial, registration)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from raymlops import report, schema, search, tracking
+from raymlops.console import table
+from raymlops.driver import run_trial, trial_resources
+from raymlops.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------ naming and resume
+
+
+def search_name(config: dict[str, Any]) -> str:
+    """A new search's directory name, or the one to resume (tune.resume=true or =NAME)."""
+    resume, storage = config["tune"]["resume"], config["storage_path"]
+    if resume in (False, None, "false"):
+        return f"{config['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if isinstance(resume, str) and resume != "true":
+        return resume
+    if "://" in storage:
+        raise UserError("tune.resume=true cannot list a remote storage_path; name the search: tune.resume=NAME-YYYYmmdd-HHMMSS.")
+    found = sorted(p.name for p in Path(storage).glob(f"{config['name']}-*") if (p / "tuner.pkl").is_file())
+    if not found:
+        raise UserError(
+            f"tune.resume=true but there is no interrupted '{config['name']}' search under storage_path={storage}. "
+            "Start a new search without tune.resume, or pass the search's folder name: tune.resume=NAME-YYYYmmdd-HHMMSS."
+        )
+    return found[-1]
+
+
+def check_resumable(config: dict[str, Any], name: str) -> None:
+    from ray import tune
+
+    path = os.path.join(config["storage_path"], name)
+    if not tune.Tuner.can_restore(path):
+        raise UserError(f"tune.resume: nothing to resume at {path} (no tuner state). Check storage_path and the search name.")
+
+
+# ------------------------------------------------------------------ per-trial MLflow bookkeeping
+
+
+class TrialBookkeeper:
+    """A Tune callback on the search driver: progress lines, and each trial's MLflow child run
+    closed correctly (FINISHED with raymlops.stopped_early, or FAILED), with any epoch point the
+    trial reported to Tune but MLflow lacks written back. Never raises into Tune."""
+
+    def __init__(self, tracking_uri: str, metric: str, mode: str, max_epochs: int, num_samples: int, mlflow_cfg: dict[str, Any]):
+        from ray.tune import Callback
+
+        self.__class__ = type("TrialBookkeeper", (TrialBookkeeper, Callback), {})
+        self.uri, self.metric, self.mode, self.max_epochs, self.num_samples = tracking_uri, metric, mode, max_epochs, num_samples
+        self.mlflow_cfg = mlflow_cfg
+        self.points: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+        self.loggers: list[tracking.NullLogger] = []
+        self.done = {"finished": 0, "stopped": 0, "errored": 0}
+        self.best: tuple[float, str] | None = None
+        self.started = time.monotonic()
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+        if "epoch" in result:
+            self.points[trial.trial_id][int(result["epoch"])] = {k: result[k] for k in schema.EPOCH_METRICS if k in result}
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and (self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])):
+            self.best = (float(value), trial.trial_id)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        epochs = int((trial.last_result or {}).get("epoch", 0))
+        stopped = epochs < self.max_epochs
+        self.done["stopped" if stopped else "finished"] += 1
+        self._close(trial, "FINISHED", {schema.TAG_STOPPED_EARLY: str(stopped).lower(), "raymlops.epochs_run": epochs})
+        self._progress(trials, f"trial {trial.trial_id} {'stopped at' if stopped else 'finished'} epoch {epochs}")
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.done["errored"] += 1
+        self._close(trial, "FAILED", {"raymlops.error": str(getattr(trial, "error_file", "") or "see Ray logs")})
+        self._progress(trials, f"trial {trial.trial_id} FAILED (see {getattr(trial, 'path', '')})")
+
+    def _close(self, trial: Any, status: str, tags: dict[str, Any]) -> None:
+        run_id = (trial.last_result or {}).get("mlflow_run_id")
+        if not run_id:
+            return
+        try:
+            logged = tracking.logged_steps(self.uri, run_id, "val_acc")
+        except Exception:
+            logged = set()
+        logger = tracking.RunLogger(self.uri, run_id, spool_dir=self.mlflow_cfg["spool_dir"], retry_seconds=self.mlflow_cfg["retry_seconds"])
+        for epoch, point in sorted(self.points.get(trial.trial_id, {}).items()):
+            if epoch not in logged:  # reported to Tune, missing in MLflow: write it back once
+                logger.log_metrics(point, step=epoch)
+        logger.set_tags(tags)
+        logger._put("status", status)
+        self.loggers.append(logger)
+
+    def _progress(self, trials: list[Any], event: str) -> None:
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        best = f"best {self.metric}={self.best[0]:.4f} ({self.best[1]})" if self.best else "no result yet"
+        d = self.done
+        print(f"[{time.monotonic() - self.started:6.0f}s] {event} | {sum(d.values())}/{self.num_samples} done "
+              f"({d['finished']} finished, {d['stopped']} stopped early, {d['errored']} failed), {running} running | {best}", flush=True)
+
+    def flush(self) -> None:
+        for logger in self.loggers:
+            logger.flush(timeout_s=self.mlflow_cfg["retry_seconds"] + 30)
+
+
+# ------------------------------------------------------------------ the search
+
+
+def run_search(config: dict[str, Any], groups: int) -> dict[str, Any]:
+    """Run (or resume) the Tune search described by config; return the summary."""
+    from ray import tune
+
+    name = search_name(config)
+    if config["tune"]["resume"] not in (False, None, "false"):
+        check_resumable(config, name)
+    tcfg, rt, mcfg = config["tune"], config["runtime"], config["mlflow"]
+    parent_id = tracking.find_or_create_run(rt["tracking_uri"], rt["experiment_id"], name, name,
+                                            {schema.TAG_ROLE: "search", **rt["lineage"]})
+    parent = tracking.RunLogger(rt["tracking_uri"], parent_id, spool_dir=mcfg["spool_dir"], retry_seconds=mcfg["retry_seconds"])
+    _log_search_config(parent, config, rt["tracking_uri"], parent_id)
+    concurrency = min(tcfg["max_concurrent_trials"] or groups, tcfg["num_samples"])
+    print(f"Search {name}: {tcfg['num_samples']} trials, {config['scheduler']['name']} + {config['search_alg']['name']}, "
+          f"{concurrency} at a time, {config['scaling']['num_workers']} worker(s) per trial; MLflow parent run {parent_id}\n"
+          f"  Browse: mlflow ui --backend-store-uri {_ui_uri(rt['tracking_uri'])} --host 127.0.0.1", flush=True)
+
+    base = {**config, "runtime": {**rt, "search_key": name, "parent_run_id": parent_id,
+                                  "search_storage": os.path.join(config["storage_path"], name)}}
+    keeper = TrialBookkeeper(rt["tracking_uri"], tcfg["metric"], tcfg["mode"], config["train"]["epochs"], tcfg["num_samples"], mcfg)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, base=base), trial_resources(config))
+    run_config = tune.RunConfig(
+        name=name, storage_path=config["storage_path"], callbacks=[keeper], verbose=0,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=config["checkpoint"]["num_to_keep"]),
+        failure_config=tune.FailureConfig(max_failures=config["train"]["max_failures"]),
+    )
+    path = os.path.join(config["storage_path"], name)
+    if config["tune"]["resume"] not in (False, None, "false"):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=search.param_space(config))
+        print(f"Resuming search {name} from {path}", flush=True)
+    else:
+        tuner = tune.Tuner(trainable, param_space=search.param_space(config), run_config=run_config, tune_config=tune.TuneConfig(
+            metric=tcfg["metric"], mode=tcfg["mode"], num_samples=tcfg["num_samples"], max_concurrent_trials=concurrency,
+            scheduler=search.build_scheduler(config), search_alg=search.build_search_alg(config, concurrency),
+            reuse_actors=tcfg["reuse_actors"]))
+    results = tuner.fit()
+    keeper.flush()
+    return finish(config, base["runtime"], results, parent, name)
+
+
+def _ui_uri(uri: str) -> str:
+    return uri if not uri.startswith("http") else f"(server) {uri}"
+
+
+def _log_search_config(parent: tracking.RunLogger, config: dict[str, Any], uri: str, parent_id: str) -> None:
+    parent.log_params({**tracking.config_params(config), "search.scheduler": config["scheduler"]["name"],
+                       "search.algorithm": config["search_alg"]["name"], "search.space": json.dumps(config.get("search_space") or {})})
+    parent.flush()
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "search_config.json"
+        from raymlops.secrets import redact
+
+        p.write_text(json.dumps(redact({k: v for k, v in config.items() if k != "runtime"}), indent=2, default=str))
+        try:
+            tracking.client(uri).log_artifact(parent_id, str(p))
+        except Exception as err:
+            log.warning("could not upload search_config.json to the parent run: %s", err)
+
+
+def finish(config: dict[str, Any], rt: dict[str, Any], results: Any, parent: tracking.RunLogger, name: str) -> dict[str, Any]:
+    """Summary, plots and top-k on the parent; evaluate and register the best trial's model."""
+    tcfg = config["tune"]
+    metric, mode = tcfg["metric"], tcfg["mode"]
+    keys = list((config.get("search_space") or {}).keys())
+    rows = report.summarize(results, metric, mode, keys)
+    errors = [r for r in results if r.error]
+    if not rows:
+        parent.close("FAILED")
+        first = errors[0].error if errors else "no trial reported a metric"
+        raise UserError(f"No trial of search {name} produced {metric}: {first}. See the Ray logs under {config['storage_path']}/{name}.")
+    best = rows[0]
+    summary = {"search": name, "parent_run_id": parent.run_id, f"best_{metric}": best[metric], "best_trial_id": best["trial_id"],
+               "trials": len(rows), "errored": len(errors)}
+    parent.log_metrics({f"best_{metric}": best[metric], "trials_completed": len(rows), "trials_errored": len(errors)}, step=0)
+    parent.set_tags({"best_trial_id": best["trial_id"], "best_run_id": best["mlflow_run_id"]})
+    parent.flush()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        files = report.write_top_k(rows, tcfg["top_k"], out)
+        report.learning_curves(rows, metric, config["train"]["epochs"], out / "learning_curves.png")
+        report.param_plots(rows, metric, keys, out / "params_vs_metric.png") if keys else None
+        for f in [*files, *sorted(out.glob("*.png"))]:
+            tracking.client(rt["tracking_uri"]).log_artifact(parent.run_id, str(f), "search")
+    best_result = next(r for r in results if (r.metrics or {}).get("trial_id") == best["trial_id"])
+    if config["evaluate"]["enabled"]:
+        summary.update(evaluate_and_register(config, rt, best_result, best, parent.run_id or ""))
+        parent.set_tags({k: v for k, v in summary.items() if k in ("registered_version", "champion_decision")})
+    parent.close("FINISHED")
+    cols = ["trial_id", metric, "epochs", *keys, "mlflow_run_id"]
+    print(f"\nTop trials of {name}:\n" + table(rows[: tcfg["top_k"]], cols), flush=True)
+    return summary
+
+
+def evaluate_and_register(config: dict[str, Any], rt: dict[str, Any], result: Any, best: dict[str, Any], parent_id: str) -> dict[str, Any]:
+    """Test-set evaluation of the best trial's final checkpoint, logged model, registry alias."""
+    import torch
+
+    from raymlops import registry
+    from raymlops.config import apply_overrides
+    from raymlops.data import load_splits
+    from raymlops.evaluate import evaluate_model, log_evaluation
+    from raymlops.models import build_model
+    from raymlops.worker import _load_any, log_model
+
+    ckpt_path = result.checkpoint.path if result.checkpoint else (result.metrics or {}).get("checkpoint_path")
+    if not ckpt_path:
+        log.warning("best trial %s left no checkpoint; skipping evaluation and registration", best["trial_id"])
+        return {}
+    state = _load_any(ckpt_path)
+    trial_cfg = apply_overrides(config, {k: v for k, v in result.config.items()})
+    splits = load_splits(trial_cfg["data"], seed=trial_cfg["train"]["seed"])
+    model = build_model(state["model_config"], splits.channels, splits.num_classes)
+    model.load_state_dict(state["model"])
+    device = torch.device("cuda" if rt["use_gpu"] and torch.cuda.is_available() else "cpu")
+    evaluation = evaluate_model(model, splits, device, batch_size=config["train"]["eval_batch_size"])
+    child = best["mlflow_run_id"]
+    log_evaluation(rt["tracking_uri"], [parent_id, child], evaluation)
+    out: dict[str, Any] = {"test_acc": evaluation["test_acc"], "test_loss": evaluation["test_loss"]}
+    print(f"Best trial {best['trial_id']}: {config['tune']['metric']}={best[config['tune']['metric']]:.4f}, "
+          f"test_acc={evaluation['test_acc']:.4f} on {evaluation['n_test']} test images", flush=True)
+    if not config["registry"]["register"]:
+        return out
+    model_uri = log_model(rt["tracking_uri"], child, model, splits)
+    name = config["registry"]["model_name"]
+    version = registry.register(rt["tracking_uri"], model_uri, name, child,
+                                {"test_acc": evaluation["test_acc"], "test_loss": evaluation["test_loss"], "search_run_id": parent_id})
+    decision = registry.decide_champion(rt["tracking_uri"], name, version, config["registry"]["promote"],
+                                        min_improvement=config["registry"]["min_improvement"])
+    print(f"Registered {name} v{version} as @{schema.ALIAS_CANDIDATE}; {decision}", flush=True)
+    return {**out, "registered_version": version, "champion_decision": decision, "model_uri": f"models:/{name}@{schema.ALIAS_CANDIDATE}"}

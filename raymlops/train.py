@@ -1,0 +1,28 @@
+"""`python -m raymlops.train +experiment=NAME [overrides]`: one DDP training job through Ray Train."""
+
+from __future__ import annotations
+
+from raymlops import config as config_mod
+from raymlops import driver
+from raymlops.console import setup_logging
+from raymlops.errors import cli
+from raymlops.secrets import redact
+
+
+@cli
+def main(argv: list[str]) -> dict[str, float]:
+    setup_logging()
+    config = config_mod.compose(argv)  # Hydra compose + validation, before Ray starts
+    config, _ = driver.start(config, argv, role="train")
+    mcfg = config["mlflow"]
+    print(f"Training {config['model']['name']} on {config['data']['name']} with {config['scaling']['num_workers']} "
+          f"worker(s), gpu={config['runtime']['use_gpu']}; MLflow: {redact(mcfg['tracking_uri'])} "
+          f"experiment {mcfg['experiment_name']!r}", flush=True)
+    metrics = driver.run_train_job(config)
+    shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+    print(f"Finished epoch {metrics.get('epoch')}: {shown}; MLflow run {metrics.get('mlflow_run_id')}", flush=True)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

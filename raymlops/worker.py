@@ -1,0 +1,368 @@
+"""The per-worker training loop: data, model, optimizer, epochs, metrics, checkpoints.
+
+One function, `run_training`, serves every launcher: a Ray Train DDP worker
+(`train_loop_per_worker`), a 1-worker Tune trial running in its own actor, and tests. The
+launcher hands it a `Session` that says the rank, the device, how to report and what to restore.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from raymlops import data as data_mod
+from raymlops import schema, tracking
+from raymlops.models import build_model
+
+log = logging.getLogger(__name__)
+STATE_FILE, MANIFEST_FILE = "state.pt", "manifest.json"
+
+
+@dataclass
+class Session:
+    """What a launcher provides to the loop."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    report: Callable[[dict[str, Any], str | None], None]  # (metrics, local checkpoint dir or None)
+    restore_dirs: list[str] = field(default_factory=list)  # newest first; a corrupt one falls back to the next
+    prepare_model: Callable[[nn.Module], nn.Module] = lambda m: m
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train V2 entry point (one call per DDP worker)."""
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    ckpt = ray.train.get_checkpoint()
+
+    def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
+
+    session = Session(
+        rank=ctx.get_world_rank(), world_size=ctx.get_world_size(), device=ray.train.torch.get_device(),
+        report=report, restore_dirs=checkpoint_candidates(ckpt.path) if ckpt else [],
+        prepare_model=ray.train.torch.prepare_model,
+    )
+    run_training(config, session)
+
+
+def checkpoint_candidates(latest: str) -> list[str]:
+    """The latest checkpoint dir, then older siblings (checkpoint_*) newest first, when on local disk."""
+    path = Path(latest)
+    if "://" in latest or not path.parent.is_dir():
+        return [latest]
+    older = sorted((p for p in path.parent.glob("checkpoint_*") if p.is_dir() and p != path), key=lambda p: p.name, reverse=True)
+    return [latest, *map(str, older)]
+
+
+# ------------------------------------------------------------------ the loop
+
+
+def run_training(config: dict[str, Any], session: Session) -> dict[str, Any]:
+    """Train for train.epochs (resuming from a checkpoint if given); return the last epoch's metrics."""
+    train_cfg, rt = config["train"], config.get("runtime", {})
+    torch.manual_seed(train_cfg["seed"] + session.rank)
+    torch.set_num_threads(max(1, int(round(config["scaling"]["cpus_per_worker"]))))
+    device = session.device
+    splits = data_mod.load_splits(config["data"], seed=train_cfg["seed"])
+    model = build_model(config["model"], splits.channels, splits.num_classes)
+    if train_cfg.get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
+    model = session.prepare_model(model.to(device))
+    steps_per_epoch = _steps_per_epoch(len(splits.train_y), train_cfg["batch_size"], session.world_size)
+    optimizer, scheduler = build_optimizer(config, model, steps_per_epoch)
+    state = restore(session.restore_dirs, model, optimizer, scheduler)
+    start_epoch, history = state.get("epoch", 0), state.get("history", [])
+    restarts = state.get("restarts", -1) + 1 if state else 0
+
+    tracker = tracking.logger_for(
+        session.rank, rt.get("tracking_uri", ""), state.get("run_id") or _open_run(config, session.rank),
+        spool_dir=config["mlflow"]["spool_dir"], retry_seconds=config["mlflow"]["retry_seconds"],
+    )
+    already = _start_tracking(tracker, config, session, history, restarts)
+
+    mean = torch.tensor(splits.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(splits.std, device=device).view(1, -1, 1, 1)
+    tensors = {k: getattr(splits, k).to(device, non_blocking=True) for k in ("train_x", "train_y", "val_x", "val_y")}
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=train_cfg["label_smoothing"])
+    aug_gen = torch.Generator().manual_seed(train_cfg["seed"] * 1000 + session.rank)
+    amp = _autocast(train_cfg.get("amp", "auto"), device)
+    global_step = start_epoch * steps_per_epoch
+    metrics: dict[str, Any] = history[-1] if history else {}
+
+    for epoch in range(start_epoch + 1, train_cfg["epochs"] + 1):
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum, seen = torch.zeros((), device=device), 0
+        for xb, yb in _batches(tensors["train_x"], tensors["train_y"], train_cfg, session, epoch):
+            xb = data_mod.augment(xb, aug_gen) if config["data"].get("augment") else xb
+            xb = data_mod.normalise(xb, mean, std)
+            if train_cfg.get("channels_last"):
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with amp:
+                loss = loss_fn(model(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            global_step += 1
+            loss_sum += loss.detach() * len(yb)
+            seen += len(yb)
+            every = train_cfg.get("log_every_n_steps") or 0
+            if every and global_step % every == 0 and global_step not in already.get(schema.STEP_METRIC, set()):
+                tracker.log_metrics({schema.STEP_METRIC: loss.item()}, step=global_step)
+        train_loss, _, n_train = _all_reduce(loss_sum, torch.zeros((), device=device), seen, device)
+        val_loss, val_acc = evaluate_shard(model, tensors["val_x"], tensors["val_y"], mean, std, train_cfg, session, loss_fn)
+        elapsed = time.perf_counter() - t0
+        metrics = {
+            "epoch": epoch, "train_loss": train_loss / max(n_train, 1), "val_loss": val_loss, "val_acc": val_acc,
+            "lr": optimizer.param_groups[0]["lr"], "epoch_time_s": elapsed, "samples_per_s": n_train / elapsed,
+        }
+        history.append(metrics)
+        if epoch not in already.get("val_acc", set()):
+            tracker.log_metrics({k: metrics[k] for k in schema.EPOCH_METRICS}, step=epoch)
+        tracker.flush(timeout_s=5.0)  # bounded: an outage must not stall training
+        ckpt_dir = None
+        if session.rank == 0:
+            ckpt_dir = save_checkpoint(config, model, optimizer, scheduler, epoch, history, tracker.run_id, restarts)
+        session.report({**metrics, "mlflow_run_id": tracker.run_id or "", "restarts": restarts}, ckpt_dir)
+        if ckpt_dir:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+    if session.rank == 0 and rt.get("log_model") and tracker.run_id:
+        tracker.flush(timeout_s=60.0)
+        log_model(rt["tracking_uri"], tracker.run_id, _unwrap(model), splits)
+    tracker.close("FINISHED" if rt.get("close_run", True) else "RUNNING")
+    return metrics
+
+
+def _open_run(config: dict[str, Any], rank: int) -> str | None:
+    """Rank 0 opens (or, after a restart, finds) the job's or trial's MLflow run."""
+    rt = config.get("runtime", {})
+    if rank != 0 or not rt.get("experiment_id"):
+        return None
+    tags = {schema.TAG_ROLE: rt.get("role", "train"), **rt.get("lineage", {})}
+    if rt.get("parent_run_id"):
+        tags[schema.TAG_PARENT] = rt["parent_run_id"]
+    return tracking.find_or_create_run(rt["tracking_uri"], rt["experiment_id"], rt["run_key"], rt.get("run_name", rt["run_key"]), tags)
+
+
+def _start_tracking(tracker: Any, config: dict[str, Any], session: Session, history: list[dict[str, Any]], restarts: int) -> dict[str, set[int]]:
+    """Params on first start; after a restart, backfill epochs the checkpoint has but MLflow lacks.
+
+    Returns the steps already logged, so a re-run epoch is never logged twice.
+    """
+    if not tracker.run_id:
+        return {}
+    uri = config["runtime"]["tracking_uri"]
+    already = {key: tracking.logged_steps(uri, tracker.run_id, key) for key in ("val_acc", schema.STEP_METRIC)}
+    if restarts == 0 and not already["val_acc"]:
+        tracker.log_params({**tracking.config_params(config), "world_size": session.world_size})
+        tracker.set_tags({"world_size": session.world_size})
+    for point in history:
+        if point["epoch"] not in already["val_acc"]:
+            tracker.log_metrics({k: point[k] for k in schema.EPOCH_METRICS}, step=point["epoch"])
+            already["val_acc"].add(point["epoch"])
+    if restarts:
+        tracker.set_tags({schema.TAG_RESTARTS: restarts})
+        tracker.log_metrics({"restarts": restarts}, step=len(history))
+        log.warning("resumed from epoch %d (restart %d); MLflow run %s continues", len(history), restarts, tracker.run_id)
+    return already
+
+
+# ------------------------------------------------------------------ pieces
+
+
+def _steps_per_epoch(n: int, global_batch: int, world: int) -> int:
+    per_worker = global_batch // world
+    return max(1, math.ceil(math.ceil(n / world) / per_worker))
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, train_cfg: dict[str, Any], session: Session, epoch: int) -> Any:
+    """This rank's shard of a seeded epoch permutation (DistributedSampler semantics), in batches."""
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(len(y)), num_replicas=session.world_size, rank=session.rank,
+                                 shuffle=True, seed=train_cfg["seed"], drop_last=False)
+    sampler.set_epoch(epoch)
+    idx = torch.tensor(list(iter(sampler)), device=x.device)
+    per_worker = train_cfg["batch_size"] // session.world_size
+    for i in range(0, len(idx), per_worker):
+        b = idx[i : i + per_worker]
+        yield x[b], y[b]
+
+
+def build_optimizer(config: dict[str, Any], model: nn.Module, steps_per_epoch: int) -> tuple[Any, Any]:
+    opt, train_cfg = config["optim"], config["train"]
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": opt["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
+    if opt["name"] == "sgd":
+        optimizer: Any = torch.optim.SGD(groups, lr=opt["lr"], momentum=opt["momentum"], nesterov=bool(opt.get("nesterov")) and opt["momentum"] > 0)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=opt["lr"], betas=(opt["momentum"], 0.999))
+    total = max(1, train_cfg["epochs"] * steps_per_epoch)
+    warmup = int(train_cfg.get("warmup_epochs", 0) * steps_per_epoch)
+    kind = train_cfg.get("lr_schedule", "cosine")
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if kind == "none":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if kind == "onecycle":  # linear decay to zero after warm-up
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _autocast(amp: Any, device: torch.device) -> Any:
+    use = device.type == "cuda" if amp == "auto" else bool(amp) and device.type == "cuda"
+    return torch.autocast("cuda", dtype=torch.bfloat16) if use else nullcontext()
+
+
+def _all_reduce(loss_sum: torch.Tensor, correct: torch.Tensor, n: int, device: torch.device) -> tuple[float, float, int]:
+    t = torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(n), device=device)])
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return float(t[0]), float(t[1]), int(t[2])
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, batch_size: int,
+            channels_last: bool = False, tta_flip: bool = False) -> torch.Tensor:
+    """Logits for uint8 images x, in batches (optionally averaged with the flipped image)."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = data_mod.normalise(x[i : i + batch_size], mean, std)
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        logits = model(xb).float()
+        if tta_flip:
+            logits = (logits + model(xb.flip(3)).float()) / 2
+        out.append(logits)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def evaluate_shard(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                   train_cfg: dict[str, Any], session: Session, loss_fn: nn.Module) -> tuple[float, float]:
+    """Validation loss and accuracy over all ranks (each rank scores a strided shard)."""
+    xs, ys = x[session.rank :: session.world_size], y[session.rank :: session.world_size]
+    net = _unwrap(model)
+    with _autocast(train_cfg.get("amp", "auto"), session.device):
+        logits = predict(net, xs, mean, std, train_cfg.get("eval_batch_size", 1024), bool(train_cfg.get("channels_last")))
+    loss = loss_fn(logits, ys) * len(ys) if len(ys) else torch.zeros((), device=x.device)
+    correct = (logits.argmax(1) == ys).sum() if len(ys) else torch.zeros((), device=x.device)
+    loss_sum, n_correct, n = _all_reduce(loss, correct, len(ys), x.device)
+    return loss_sum / max(n, 1), n_correct / max(n, 1)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def save_checkpoint(config: dict[str, Any], model: nn.Module, optimizer: Any, scheduler: Any, epoch: int,
+                    history: list[dict[str, Any]], run_id: str | None, restarts: int) -> str:
+    """Write model/optimizer/scheduler/epoch with a sha256 manifest into a fresh local dir."""
+    base = config.get("checkpoint", {}).get("dir")
+    if base:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="raymlops-ckpt-", dir=base))
+    state = {
+        "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "epoch": epoch, "history": history, "run_id": run_id, "restarts": restarts,
+        "model_config": config["model"], "data_name": config["data"]["name"],
+    }
+    torch.save(state, out / STATE_FILE)
+    digest = hashlib.sha256((out / STATE_FILE).read_bytes()).hexdigest()
+    (out / MANIFEST_FILE).write_text(json.dumps({"sha256": digest, "epoch": epoch}))
+    return str(out)
+
+
+def load_state(path: str) -> dict[str, Any]:
+    """A checkpoint's state after its sha256 check; raises ValueError if it is corrupt."""
+    root = Path(path)
+    manifest = json.loads((root / MANIFEST_FILE).read_text())
+    blob = (root / STATE_FILE).read_bytes()
+    if hashlib.sha256(blob).hexdigest() != manifest["sha256"]:
+        raise ValueError(f"checksum mismatch in {root / STATE_FILE}")
+    import io
+
+    state: dict[str, Any] = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
+    return state
+
+
+def restore(candidates: list[str], model: nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    """Load the newest readable checkpoint into model/optimizer/scheduler; warn about corrupt ones."""
+    for i, path in enumerate(candidates):
+        try:
+            state = _load_any(path)
+        except Exception as err:
+            log.warning("checkpoint %s is unreadable (%s); trying the previous one", path, err)
+            continue
+        if i:
+            log.warning("restored from older checkpoint %s (epoch %d) after %d corrupt one(s)", path, state["epoch"], i)
+        _unwrap(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        return state
+    if candidates:
+        log.warning("no readable checkpoint among %d; starting from scratch", len(candidates))
+    return {}
+
+
+def _load_any(path: str) -> dict[str, Any]:
+    if "://" not in path:
+        return load_state(path)
+    import ray.train
+
+    with ray.train.Checkpoint(path).as_directory() as local:
+        return load_state(local)
+
+
+def log_model(tracking_uri: str, run_id: str, model: nn.Module, splits: data_mod.Splits) -> str:
+    """Log the model as an MLflow PyTorch model with signature and input example; return its URI."""
+    import mlflow
+    import mlflow.pytorch
+    import torchvision
+    from mlflow.models import infer_signature
+
+    model = model.to("cpu").float().eval()
+    example = data_mod.normalise(splits.test_x[:2], torch.tensor(splits.mean).view(1, -1, 1, 1), torch.tensor(splits.std).view(1, -1, 1, 1))
+    with torch.no_grad():
+        out = model(example)
+    signature = infer_signature(example.numpy(), out.numpy())
+    mlflow.set_tracking_uri(tracking_uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            model, name="model", signature=signature, input_example=example.numpy(),
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"torchvision=={torchvision.__version__.split('+')[0]}"],
+            metadata={"classes": splits.classes, "mean": splits.mean, "std": splits.std},
+        )
+    return str(info.model_uri)
