@@ -24,7 +24,9 @@ def connect(config: dict[str, Any]) -> None:
         return
     rcfg = config["ray"]
     address = rcfg.get("address") or os.environ.get("RAY_ADDRESS")
-    env_vars = {"PYTHONWARNINGS": "ignore::DeprecationWarning", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+    # TUNE_FUNCTION_THREAD_TIMEOUT_S: a reused Tune actor waits this long for the last trial's thread
+    # (MLflow flush included) instead of 2 s, after which Tune fails the next trial.
+    env_vars = {"PYTHONWARNINGS": "ignore::DeprecationWarning", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
                  "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "RAYMLOPS_DEBUG"):
         if os.environ.get(name):

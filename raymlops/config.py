@@ -48,6 +48,7 @@ def compose(overrides: list[str]) -> dict[str, Any]:
     assert isinstance(plain, dict)
     config: dict[str, Any] = {str(k): v for k, v in plain.items()}
     config["overrides"] = list(overrides)
+    config["search_space"] = normalise_space(config.get("search_space"))
     validate(config)
     resolve_paths(config, Path.cwd())
     return config
@@ -101,6 +102,21 @@ def _known_keys() -> set[str]:
         for path in (conf_dir() / group).glob("*.yaml"):
             keys.update(f"{group}.{k}" for k in OmegaConf.to_container(OmegaConf.load(path)))  # type: ignore[union-attr]
     return keys
+
+
+def normalise_space(space: Any, prefix: str = "") -> Any:
+    """Search-space keys as dotted strings: YAML writes `optim.lr: {...}`, while a command-line
+    override `+search_space.optim.lr={...}` nests {'optim': {'lr': {...}}}; both mean optim.lr."""
+    if not isinstance(space, dict):
+        return space
+    flat: dict[str, Any] = {}
+    for key, value in space.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and "type" not in value and value:
+            flat.update(normalise_space(value, dotted))
+        else:
+            flat[dotted] = value
+    return flat
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

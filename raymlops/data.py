@@ -85,7 +85,7 @@ def synthetic(num_train: int, num_test: int, num_classes: int = 10, size: int = 
         y = torch.randint(0, num_classes, (n,), generator=gen)
         coords = torch.linspace(0, 1, size)
         yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-        a = angles[y] + (torch.rand(n, generator=gen) - 0.5) * 0.5
+        a = angles[y] + (torch.rand(n, generator=gen) - 0.5) * 0.8
         proj = torch.cos(a)[:, None, None] * xx + torch.sin(a)[:, None, None] * yy
         phase = torch.rand(n, generator=gen)[:, None, None] * 2 * math.pi
         grating = torch.sin(2 * math.pi * freqs[y][:, None, None] * proj + phase)
@@ -93,7 +93,7 @@ def synthetic(num_train: int, num_test: int, num_classes: int = 10, size: int = 
         blob = torch.exp(-((xx - centre[:, 0, None, None]) ** 2 + (yy - centre[:, 1, None, None]) ** 2) / 0.02)
         contrast = 0.4 + torch.rand(n, generator=gen)[:, None, None, None] * 0.6
         img = contrast * (colours[y][:, :, None, None] * grating[:, None] + blob[:, None] * 0.8)
-        img = img + torch.randn(n, 3, size, size, generator=gen) * 0.55
+        img = img + torch.randn(n, 3, size, size, generator=gen) * 1.5
         return ((img * 0.35 + 0.5).clamp(0, 1) * 255).to(torch.uint8), y
 
     train = draw(num_train, torch.Generator().manual_seed(SYNTHETIC_SEED + 1))

@@ -121,7 +121,7 @@ def run_trial(params: dict[str, Any], base: dict[str, Any]) -> None:
     config = apply_overrides(base, params)
     config["runtime"] = {**config["runtime"], "run_key": f"{base['runtime']['search_key']}/{trial_id}",
                          "run_name": ctx.get_trial_name(), "role": "trial", "log_model": False}
-    if config["scaling"]["num_workers"] == 1 and config["scaling"].get("in_process_single_worker", True):
+    if in_process(config):
         run_training(config, _tune_session(config))
         return
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -130,6 +130,11 @@ def run_trial(params: dict[str, Any], base: dict[str, Any]) -> None:
     result = torch_trainer(config, trial_id, storage, callbacks=[TuneReportCallback()]).fit()
     if result.error:
         raise result.error
+
+
+def in_process(config: dict[str, Any]) -> bool:
+    """1-worker trials train inside their Tune actor unless scaling.in_process_single_worker=false."""
+    return config["scaling"]["num_workers"] == 1 and bool(config["scaling"].get("in_process_single_worker", True))
 
 
 def _tune_session(config: dict[str, Any]) -> Session:
@@ -151,6 +156,6 @@ def trial_resources(config: dict[str, Any]) -> Any:
     from ray import tune
 
     per_worker = config["runtime"]["per_worker"]
-    if config["scaling"]["num_workers"] == 1 and config["scaling"].get("in_process_single_worker", True):
+    if in_process(config):
         return tune.PlacementGroupFactory([per_worker])
     return tune.PlacementGroupFactory([dict(cluster.DRIVER_RESOURCES)])

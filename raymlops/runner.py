@@ -14,7 +14,7 @@ from typing import Any
 
 from raymlops import report, schema, search, tracking
 from raymlops.console import table
-from raymlops.driver import run_trial, trial_resources
+from raymlops.driver import in_process, run_trial, trial_resources
 from raymlops.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,12 @@ class TrialBookkeeper:
         stopped = epochs < self.max_epochs
         self.done["stopped" if stopped else "finished"] += 1
         self._close(trial, "FINISHED", {schema.TAG_STOPPED_EARLY: str(stopped).lower(), "raymlops.epochs_run": epochs})
-        self._progress(trials, f"trial {trial.trial_id} {'stopped at' if stopped else 'finished'} epoch {epochs}")
+        self._progress(trials, trial, f"trial {trial.trial_id} {'stopped at' if stopped else 'finished'} epoch {epochs}")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self.done["errored"] += 1
         self._close(trial, "FAILED", {"raymlops.error": str(getattr(trial, "error_file", "") or "see Ray logs")})
-        self._progress(trials, f"trial {trial.trial_id} FAILED (see {getattr(trial, 'path', '')})")
+        self._progress(trials, trial, f"trial {trial.trial_id} FAILED (see {getattr(trial, 'path', '')})")
 
     def _close(self, trial: Any, status: str, tags: dict[str, Any]) -> None:
         run_id = (trial.last_result or {}).get("mlflow_run_id")
@@ -104,8 +104,8 @@ class TrialBookkeeper:
         logger._put("status", status)
         self.loggers.append(logger)
 
-    def _progress(self, trials: list[Any], event: str) -> None:
-        running = sum(1 for t in trials if t.status == "RUNNING")
+    def _progress(self, trials: list[Any], ended: Any, event: str) -> None:
+        running = sum(1 for t in trials if t.status == "RUNNING" and t is not ended)
         best = f"best {self.metric}={self.best[0]:.4f} ({self.best[1]})" if self.best else "no result yet"
         d = self.done
         print(f"[{time.monotonic() - self.started:6.0f}s] {event} | {sum(d.values())}/{self.num_samples} done "
@@ -153,7 +153,7 @@ def run_search(config: dict[str, Any], groups: int) -> dict[str, Any]:
         tuner = tune.Tuner(trainable, param_space=search.param_space(config), run_config=run_config, tune_config=tune.TuneConfig(
             metric=tcfg["metric"], mode=tcfg["mode"], num_samples=tcfg["num_samples"], max_concurrent_trials=concurrency,
             scheduler=search.build_scheduler(config), search_alg=search.build_search_alg(config, concurrency),
-            reuse_actors=tcfg["reuse_actors"]))
+            reuse_actors=tcfg["reuse_actors"] and in_process(config)))
     results = tuner.fit()
     keeper.flush()
     return finish(config, base["runtime"], results, parent, name)

@@ -36,7 +36,8 @@ def redact_text(text: str) -> str:
     out = _INLINE_SECRET.sub(
         lambda m: m.group(0) if not is_secret_key(m["key"]) else f"{m['key']}{m['sep']}{REDACTED}", out
     )
-    for name, value in os.environ.items():
+    for name in list(os.environ):  # not .items(): other threads (MLflow) edit the environment
+        value = os.environ.get(name)
         if value and len(value) >= 4 and is_secret_key(name) and value in out:
             out = out.replace(value, REDACTED)
     return out

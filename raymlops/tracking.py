@@ -32,9 +32,16 @@ MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # MLflow log_batch limits pe
 MAX_PARAM_LEN = 6000
 
 
+# MLflow's HTTP layer retries 7 times with exponential backoff (minutes) before raising; our own
+# tenacity loop owns retrying, with a bound the user sets (mlflow.retry_seconds).
+HTTP_RETRY_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
 def client(tracking_uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
+    for name, value in HTTP_RETRY_ENV.items():
+        os.environ.setdefault(name, value)
     return MlflowClient(tracking_uri=tracking_uri)
 
 

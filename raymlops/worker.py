@@ -143,7 +143,7 @@ def run_training(config: dict[str, Any], session: Session) -> dict[str, Any]:
         ckpt_dir = None
         if session.rank == 0:
             ckpt_dir = save_checkpoint(config, model, optimizer, scheduler, epoch, history, tracker.run_id, restarts)
-        session.report({**metrics, "mlflow_run_id": tracker.run_id or "", "restarts": restarts}, ckpt_dir)
+        session.report({**metrics, "mlflow_run_id": tracker.run_id or "", "restarts": restarts, "node_id": _node_id()}, ckpt_dir)
         if ckpt_dir:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
 
@@ -152,6 +152,15 @@ def run_training(config: dict[str, Any], session: Session) -> dict[str, Any]:
         log_model(rt["tracking_uri"], tracker.run_id, _unwrap(model), splits)
     tracker.close("FINISHED" if rt.get("close_run", True) else "RUNNING")
     return metrics
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else ""
+    except Exception:
+        return ""
 
 
 def _open_run(config: dict[str, Any], rank: int) -> str | None:

@@ -1,0 +1,73 @@
+# raymlops: `make help` lists the targets. Everything runs inside .venv (made by `make install`).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+EXP ?= quickstart
+STATE := .raymlops
+PGDATA := $(STATE)/pgdata
+MLFLOW_PORT ?= 5000
+PG_PORT ?= 5433
+BENCH ?= all
+PYTEST_ARGS ?=
+
+.PHONY: help install quickstart tune train test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop submit ray-up-local clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install raymlops (editable) with dev extras
+
+quickstart: install ## run the offline quickstart search (synthetic data, 8 DDP trials, ASHA)
+	$(PY) -m raymlops.tune +experiment=quickstart
+
+tune: install ## run a search: make tune EXP=cifar10_optuna ARGS="tune.num_samples=10"
+	$(PY) -m raymlops.tune +experiment=$(EXP) $(ARGS)
+
+train: install ## run one training job: make train EXP=cifar10_fast ARGS="data.name=imagefolder data.root=../shared/data/cifar10"
+	$(PY) -m raymlops.train +experiment=$(EXP) $(ARGS)
+
+test: install ## the whole test suite (slow tests included; needs ~15 min on 2 cores)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install ## unit tests only (no Ray cluster)
+	$(PY) -m pytest -q -m "not ray and not slow" $(PYTEST_ARGS)
+
+test-slow: install ## only the slow tests
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+test-cluster: install ## cluster YAMLs, autoscaling, multi-node and tracking-server tests
+	$(PY) -m pytest -q -m cluster $(PYTEST_ARGS)
+
+lint: install ## ruff (lint + format check) and mypy on raymlops/
+	$(VENV)/bin/ruff check raymlops tests
+	$(VENV)/bin/ruff format --check raymlops tests
+	$(VENV)/bin/mypy raymlops
+
+format: install ## ruff format and autofix
+	$(VENV)/bin/ruff format raymlops tests
+	$(VENV)/bin/ruff check --fix raymlops tests
+
+bench: install ## all CPU benchmarks (make bench BENCH=overhead for one)
+	$(PY) -m raymlops.bench $(BENCH)
+
+mlflow-ui: install ## browse the embedded store at http://127.0.0.1:5001
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STATE)/mlflow.db --host 127.0.0.1 --port 5001
+
+mlflow-server: install ## PostgreSQL + mlflow server (artifact proxy) on 127.0.0.1:$(MLFLOW_PORT), data under .raymlops/
+	$(PY) -m raymlops.server start --state $(STATE) --port $(MLFLOW_PORT) --pg-port $(PG_PORT)
+
+mlflow-server-stop: install ## stop the mlflow server and PostgreSQL (data is kept)
+	$(PY) -m raymlops.server stop --state $(STATE)
+
+submit: install ## submit a search to the running Ray cluster: make submit EXP=smoke [RAY_ADDRESS=http://127.0.0.1:8265]
+	RAY_ADDRESS=$${RAY_ADDRESS:-http://127.0.0.1:8265} $(VENV)/bin/ray job submit --working-dir . -- python -m raymlops.tune +experiment=$(EXP) $(ARGS)
+
+clean: ## remove local runs, caches and the embedded MLflow store (keeps .venv)
+	rm -rf $(STATE)/ray_results $(STATE)/spool $(STATE)/cache .pytest_cache .mypy_cache .ruff_cache

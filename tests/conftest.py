@@ -1,0 +1,68 @@
+"""Shared fixtures: one local Ray cluster per test session, a fresh MLflow store per test.
+
+Marks: `ray` needs the shared Ray cluster; `slow` is a long test; `cluster` starts extra
+processes (Ray nodes, PostgreSQL, an MLflow server); `gpu` skips without CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.pop("RAY_ADDRESS", None)
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def pytest_configure(config: Any) -> None:
+    for mark in ("ray: needs the shared local Ray cluster", "slow: long-running", "cluster: starts extra servers or Ray nodes",
+                 "gpu: needs CUDA"):
+        config.addinivalue_line("markers", mark)
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    import torch
+
+    skip_gpu = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Any:
+    """A 2-CPU local Ray cluster shared by the tests that need one (started once: ~8 s)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=400 * 1024**2, logging_level="WARNING",
+                 runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> dict[str, str]:
+    """Overrides that send MLflow, Ray results and spools into this test's temp dir."""
+    return {
+        "mlflow.tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+        "mlflow.artifact_location": str(tmp_path / "artifacts"),
+        "mlflow.spool_dir": str(tmp_path / "spool"),
+        "storage_path": str(tmp_path / "ray_results"),
+    }
+
+
+def overrides(store: dict[str, str], *extra: str) -> list[str]:
+    return [f"{k}={v}" for k, v in store.items()] + list(extra)
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable

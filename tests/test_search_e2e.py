@@ -1,0 +1,72 @@
+"""Real searches through Ray Tune on CPU for every scheduler x search algorithm, read back from MLflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import overrides
+
+from raymlops import registry, tracking
+from raymlops.schema import ALIAS_CANDIDATE, ALIAS_CHAMPION, TAG_PARENT, TAG_ROLE, TAG_STOPPED_EARLY
+from raymlops.tune import main as tune_main
+
+pytestmark = pytest.mark.ray
+
+
+def _check_search(uri: str, summary: dict[str, Any], n_trials: int, max_epochs: int) -> list[Any]:
+    c = tracking.client(uri)
+    parent = c.get_run(summary["parent_run_id"])
+    assert parent.data.tags[TAG_ROLE] == "search" and parent.info.status == "FINISHED"
+    assert parent.data.metrics["best_val_acc"] == pytest.approx(summary["best_val_acc"])
+    assert parent.data.tags["best_trial_id"] == summary["best_trial_id"]
+    assert "search.scheduler" in parent.data.params and "raymlops.git_sha" in parent.data.tags
+    children = c.search_runs([parent.info.experiment_id], filter_string=f"tags.`{TAG_PARENT}` = '{parent.info.run_id}'")
+    assert len(children) == n_trials
+    for child in children:
+        assert child.data.tags[TAG_ROLE] == "trial" and child.info.status == "FINISHED"
+        steps = [m.step for m in c.get_metric_history(child.info.run_id, "val_acc")]
+        assert steps and sorted(steps) == list(range(1, len(steps) + 1)), "no duplicated or missing epoch steps"
+        stopped = child.data.tags[TAG_STOPPED_EARLY] == "true"
+        assert stopped == (len(steps) < max_epochs)
+    paths = {a.path for a in c.list_artifacts(parent.info.run_id, "search")} | {a.path for a in c.list_artifacts(parent.info.run_id, "evaluation")}
+    for name in ("search/top_trials.csv", "search/top_trials.json", "search/learning_curves.png", "search/params_vs_metric.png",
+                 "evaluation/confusion_matrix.png", "evaluation/per_class_accuracy.json"):
+        assert name in paths, name
+    assert 0.0 <= parent.data.metrics["test_acc"] <= 1.0
+    return children
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "search_alg"),
+    [("asha", "random"), ("asha", "optuna"), ("hyperband", "random"), ("hyperband", "optuna"), ("fifo", "random"), ("fifo", "optuna")],
+)
+def test_scheduler_by_search_alg(ray_session: Any, store: dict[str, str], scheduler: str, search_alg: str) -> None:
+    extra = [f"scheduler={scheduler}", f"search_alg={search_alg}", "search_alg.n_startup_trials=2"] if search_alg == "optuna" else [f"scheduler={scheduler}"]
+    summary = tune_main(overrides(store, "+experiment=smoke", "tune.num_samples=4", "train.epochs=3", *extra))
+    uri = store["mlflow.tracking_uri"]
+    _check_search(uri, summary, n_trials=4, max_epochs=3)
+    c = tracking.client(uri)
+    assert c.get_model_version_by_alias("raymlops-smoke", ALIAS_CANDIDATE).version == summary["registered_version"]
+    assert c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version == "1"
+
+
+def test_ddp_trials_and_champion_policy(ray_session: Any, store: dict[str, str]) -> None:
+    """2-worker DDP trials through TorchTrainer inside Tune; a second search only takes the
+    champion alias when its test accuracy is better."""
+    args = overrides(store, "+experiment=smoke", "tune.num_samples=2", "scaling.num_workers=2", "scaling.cpus_per_worker=0.5")
+    first = tune_main(args)
+    uri = store["mlflow.tracking_uri"]
+    children = _check_search(uri, first, n_trials=2, max_epochs=2)
+    assert {ch.data.params["world_size"] for ch in children} == {"2"}
+    # a deliberately weak second search (lr far too small, one epoch): kept as candidate only
+    second = tune_main(overrides(store, "+experiment=smoke", "tune.num_samples=1", "scheduler=fifo", "train.epochs=1",
+                                 "search_space={}", "optim.lr=1e-6"))
+    c = tracking.client(uri)
+    assert c.get_model_version_by_alias("raymlops-smoke", ALIAS_CANDIDATE).version == "2"
+    assert c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version == "1"
+    assert second["champion_decision"].startswith("kept champion v1")
+    registry.promote(uri, "raymlops-smoke", "2")
+    assert c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version == "2"
+    assert registry.rollback(uri, "raymlops-smoke") == "1"
+    assert c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version == "1"

@@ -1,0 +1,98 @@
+"""The rank-aware MLflow logger against a real SQLite store: batching, exactly-once points,
+spooling while the tracker is unreachable, replay; and redaction of secrets."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import pytest
+
+from raymlops import secrets, tracking
+from raymlops.schema import REDACTED
+
+
+@pytest.fixture
+def sqlite_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_rank_zero_only() -> None:
+    assert isinstance(tracking.logger_for(1, "sqlite:///x.db", "abc"), tracking.NullLogger)
+    assert not isinstance(tracking.logger_for(1, "sqlite:///x.db", "abc"), tracking.RunLogger)
+    assert type(tracking.logger_for(0, "sqlite:///x.db", None)) is tracking.NullLogger
+
+
+def test_batched_points_all_arrive_once(sqlite_uri: str, tmp_path: Path) -> None:
+    exp = tracking.ensure_experiment(sqlite_uri, "t", str(tmp_path / "art"))
+    run_id = tracking.find_or_create_run(sqlite_uri, exp, "job-1", "job-1", {"raymlops.role": "train"})
+    assert tracking.find_or_create_run(sqlite_uri, exp, "job-1", "job-1", {}) == run_id, "a run key maps to one run"
+    logger = tracking.RunLogger(sqlite_uri, run_id, spool_dir=str(tmp_path / "spool"))
+    for step in range(1, 1501):
+        logger.log_metrics({"loss": 1.0 / step}, step=step)
+    logger.log_params({"optim.lr": 0.1, "db_password": "hunter22"})
+    logger.close()
+    c = tracking.client(sqlite_uri)
+    history = c.get_metric_history(run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(1, 1501))
+    run = c.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["db_password"] == REDACTED and run.data.params["optim.lr"] == "0.1"
+
+
+def test_outage_spools_then_replays(sqlite_uri: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens here
+    spool = tmp_path / "spool"
+    logger = tracking.RunLogger(dead, "run0000deadbeef", spool_dir=str(spool), retry_seconds=1.0)
+    with caplog.at_level(logging.WARNING):
+        for epoch in range(1, 4):
+            logger.log_metrics({"val_acc": epoch / 10}, step=epoch)
+            assert logger.flush(timeout_s=30)
+    files = list(spool.glob("*.jsonl"))
+    assert len(files) == 1
+    assert caplog.text.count("MLflow tracker unreachable") == 1, "warn once, not per point"
+    # the tracker comes back (here: a real store); replay sends every spooled point once
+    exp = tracking.ensure_experiment(sqlite_uri, "t", str(tmp_path / "art"))
+    run_id = tracking.find_or_create_run(sqlite_uri, exp, "k", "k", {})
+    text = files[0].read_text().replace("run0000deadbeef", run_id)
+    files[0].write_text(text)
+    assert tracking.replay_file(tracking.client(sqlite_uri), files[0]) == 3
+    assert sorted(m.step for m in tracking.client(sqlite_uri).get_metric_history(run_id, "val_acc")) == [1, 2, 3]
+    assert not files[0].exists()
+
+
+def test_unreachable_server_is_a_user_error() -> None:
+    from raymlops.errors import UserError
+
+    with pytest.raises(UserError, match="unreachable"):
+        tracking.check_reachable(f"http://127.0.0.1:{_free_port()}", timeout_s=2)
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("postgresql://mlflow:s3cr3tpw@db:5432/mlflow", "s3cr3tpw"),
+        ("https://user:tok3n@host/api", "tok3n"),
+        ("password=hunter22 other=1", "hunter22"),
+        ("aws_secret_access_key: AKIAXYZ123", "AKIAXYZ123"),
+    ],
+)
+def test_redact_text(text: str, secret: str) -> None:
+    out = secrets.redact_text(text)
+    assert secret not in out and REDACTED in out
+
+
+def test_redact_nested_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw-from-env-123")
+    cfg = {"db": {"password": "x1", "url": "postgresql://u:p4ss@h/db"}, "api_token": "t", "optim": {"lr": 0.1}}
+    out = secrets.redact(cfg)
+    assert out["db"]["password"] == REDACTED and out["api_token"] == REDACTED
+    assert "p4ss" not in out["db"]["url"] and out["optim"]["lr"] == 0.1
+    assert "pw-from-env-123" not in secrets.redact_text("login failed for pw-from-env-123")

@@ -1,0 +1,49 @@
+"""One real 2-worker DDP training job (gloo) on the local Ray cluster, read back from MLflow."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from conftest import overrides
+
+from raymlops import tracking
+from raymlops.schema import EPOCH_METRICS, TAG_ROLE
+from raymlops.train import main as train_main
+
+pytestmark = pytest.mark.ray
+
+
+def test_ddp_train_job_logs_one_run_from_rank_zero(ray_session: Any, store: dict[str, str]) -> None:
+    metrics = train_main(overrides(store, "+experiment=smoke", "scaling.num_workers=2", "train.epochs=3"))
+    uri = store["mlflow.tracking_uri"]
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name("raymlops-smoke")
+    runs = c.search_runs([exp.experiment_id])
+    assert len(runs) == 1, "exactly one run: only rank 0 talks to MLflow"
+    run = runs[0]
+    assert run.info.run_id == metrics["mlflow_run_id"] and run.info.status == "FINISHED"
+    assert run.data.params["world_size"] == "2"
+    assert run.data.params["optim.lr"] == "0.1" and run.data.params["scaling.num_workers"] == "2"
+    assert run.data.tags[TAG_ROLE] == "train"
+    for tag in ("raymlops.git_sha", "raymlops.versions", "raymlops.command", "raymlops.seed"):
+        assert run.data.tags.get(tag), tag
+    for key in EPOCH_METRICS:
+        steps = [m.step for m in c.get_metric_history(run.info.run_id, key)]
+        assert sorted(steps) == [1, 2, 3], f"{key}: one point per epoch, step = epoch"
+    assert run.data.metrics["val_acc"] > 0.1 + 0.05, "above chance (10 classes)"
+    assert c.get_metric_history(run.info.run_id, "train_loss_step"), "per-step loss is logged too"
+    artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
+    logged = c.search_logged_models([exp.experiment_id]) if hasattr(c, "search_logged_models") else []
+    assert "model" in artifacts or logged, "the final model is logged as an MLflow PyTorch model"
+
+
+def test_infeasible_workers_fail_fast(ray_session: Any, store: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    start = time.monotonic()
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(overrides(store, "+experiment=smoke", "scaling.num_workers=8"))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "can never be scheduled" in err and "scaling.num_workers" in err
+    assert time.monotonic() - start < 60
