@@ -26,7 +26,10 @@ def connect(config: dict[str, Any]) -> None:
     address = rcfg.get("address") or os.environ.get("RAY_ADDRESS")
     # TUNE_FUNCTION_THREAD_TIMEOUT_S: a reused Tune actor waits this long for the last trial's thread
     # (MLflow flush included) instead of 2 s, after which Tune fails the next trial.
-    env_vars = {"PYTHONWARNINGS": "ignore::DeprecationWarning", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
+    # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S: the Train controller polls its workers every 2 s by default;
+    # each DDP trial waits on that poll to start, per report and to finish (see `make bench BENCH=overhead`).
+    env_vars = {"PYTHONWARNINGS": "ignore::DeprecationWarning", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60",
+                "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")}
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
                  "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "RAYMLOPS_DEBUG"):
         if os.environ.get(name):
@@ -35,7 +38,10 @@ def connect(config: dict[str, Any]) -> None:
     if address:
         info = ray.init(address=address, **kwargs)
     else:
-        info = ray.init(num_cpus=rcfg.get("num_cpus"), include_dashboard=rcfg.get("include_dashboard", True),
+        # DDP trials need the dashboard: it serves the state API that Ray Train's PlacementGroupCleaner
+        # uses to free the worker group of a trial stopped by ASHA; without it those CPUs leak.
+        dashboard = bool(rcfg.get("include_dashboard", True)) or config["scaling"]["num_workers"] > 1
+        info = ray.init(num_cpus=rcfg.get("num_cpus"), include_dashboard=dashboard,
                         dashboard_host=rcfg.get("dashboard_host", "127.0.0.1"), **kwargs)
     where = f"joined {address}" if address else "started a local cluster"
     url = getattr(info, "dashboard_url", None)

@@ -12,6 +12,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ray.tune import Callback
+
 from raymlops import report, schema, search, tracking
 from raymlops.console import table
 from raymlops.driver import in_process, run_trial, trial_resources
@@ -52,15 +54,12 @@ def check_resumable(config: dict[str, Any], name: str) -> None:
 # ------------------------------------------------------------------ per-trial MLflow bookkeeping
 
 
-class TrialBookkeeper:
+class TrialBookkeeper(Callback):
     """A Tune callback on the search driver: progress lines, and each trial's MLflow child run
     closed correctly (FINISHED with raymlops.stopped_early, or FAILED), with any epoch point the
     trial reported to Tune but MLflow lacks written back. Never raises into Tune."""
 
     def __init__(self, tracking_uri: str, metric: str, mode: str, max_epochs: int, num_samples: int, mlflow_cfg: dict[str, Any]):
-        from ray.tune import Callback
-
-        self.__class__ = type("TrialBookkeeper", (TrialBookkeeper, Callback), {})
         self.uri, self.metric, self.mode, self.max_epochs, self.num_samples = tracking_uri, metric, mode, max_epochs, num_samples
         self.mlflow_cfg = mlflow_cfg
         self.points: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)

@@ -42,7 +42,9 @@ def ray_session() -> Any:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=400 * 1024**2, logging_level="WARNING",
+        # The dashboard hosts the state API that Ray Train's PlacementGroupCleaner needs to free the
+        # worker-group placement group of a DDP trial stopped by ASHA; without it they leak.
+        ray.init(num_cpus=2, include_dashboard=True, dashboard_port=0, object_store_memory=400 * 1024**2, logging_level="WARNING",
                  runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}})
     yield ray
     ray.shutdown()

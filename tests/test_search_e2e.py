@@ -47,8 +47,8 @@ def test_scheduler_by_search_alg(ray_session: Any, store: dict[str, str], schedu
     uri = store["mlflow.tracking_uri"]
     _check_search(uri, summary, n_trials=4, max_epochs=3)
     c = tracking.client(uri)
-    assert c.get_model_version_by_alias("raymlops-smoke", ALIAS_CANDIDATE).version == summary["registered_version"]
-    assert c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version == "1"
+    assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CANDIDATE).version) == summary["registered_version"]
+    assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version) == "1"
 
 
 def test_ddp_trials_and_champion_policy(ray_session: Any, store: dict[str, str]) -> None:
@@ -63,10 +63,10 @@ def test_ddp_trials_and_champion_policy(ray_session: Any, store: dict[str, str])
     second = tune_main(overrides(store, "+experiment=smoke", "tune.num_samples=1", "scheduler=fifo", "train.epochs=1",
                                  "search_space={}", "optim.lr=1e-6"))
     c = tracking.client(uri)
-    assert c.get_model_version_by_alias("raymlops-smoke", ALIAS_CANDIDATE).version == "2"
-    assert c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version == "1"
+    assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CANDIDATE).version) == "2"
+    assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version) == "1"
     assert second["champion_decision"].startswith("kept champion v1")
     registry.promote(uri, "raymlops-smoke", "2")
-    assert c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version == "2"
+    assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version) == "2"
     assert registry.rollback(uri, "raymlops-smoke") == "1"
-    assert c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version == "1"
+    assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version) == "1"
