@@ -97,10 +97,14 @@ def _known_keys() -> set[str]:
 
     keys: set[str] = set()
     root = OmegaConf.load(conf_dir() / "config.yaml")
-    keys.update(flatten({k: v for k, v in OmegaConf.to_container(root).items() if k != "defaults"}).keys())  # type: ignore[union-attr]
+    tree = OmegaConf.to_container(root)
+    assert isinstance(tree, dict)
+    keys.update(flatten({str(k): v for k, v in tree.items() if k != "defaults"}).keys())
     for group in ("data", "model", "optim", "scheduler", "search_alg", "mlflow"):
         for path in (conf_dir() / group).glob("*.yaml"):
-            keys.update(f"{group}.{k}" for k in OmegaConf.to_container(OmegaConf.load(path)))  # type: ignore[union-attr]
+            node = OmegaConf.to_container(OmegaConf.load(path))
+            assert isinstance(node, dict)
+            keys.update(f"{group}.{k!s}" for k in node)
     return keys
 
 

@@ -164,10 +164,10 @@ def _decode_tree(root: Path, classes: list[str], files: dict[str, list[Path]], s
         index = {c: i for i, c in enumerate(classes)}
         for path in files[part]:
             try:
-                with Image.open(path) as im:
-                    im = im.convert("RGB")
+                with Image.open(path) as raw:
+                    im = raw.convert("RGB")
                     if im.size != (size, size):
-                        im = im.resize((size, size), Image.BILINEAR)
+                        im = im.resize((size, size), Image.Resampling.BILINEAR)
                     images.append(torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(size, size, 3))
                     labels.append(index[path.parent.name])
             except (UnidentifiedImageError, OSError, SyntaxError) as err:

@@ -19,7 +19,7 @@ class UserError(Exception):
     """Something the user can fix: the message names the bad value and what to do instead."""
 
 
-def cli(main: Callable[[list[str]], T]) -> Callable[[list[str] | None], T]:
+def cli(main: Callable[[list[str]], T]) -> Callable[..., T]:
     """Wrap an entry point so a UserError prints one paragraph and exits 2.
 
     Set RAYMLOPS_DEBUG=1 to see the full traceback instead.

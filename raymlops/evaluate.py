@@ -58,7 +58,7 @@ def confusion_png(result: dict[str, Any], path: Path, title: str = "") -> None:
         ax.set_yticks(range(k), result["classes"], fontsize=8)
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or f"test accuracy {result['test_acc']:.3f}")

@@ -18,7 +18,7 @@ from raymlops.errors import UserError, cli
 HISTORY_TAG = "raymlops.champion_history"  # registered-model tag: champion versions, oldest first
 
 
-def register(tracking_uri: str, model_uri: str, name: str, run_id: str, metrics: dict[str, float]) -> str:
+def register(tracking_uri: str, model_uri: str, name: str, run_id: str, metrics: dict[str, Any]) -> str:
     """Register model_uri under name, tag it with its test metrics, point `candidate` at it."""
     import mlflow
 

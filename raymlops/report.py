@@ -78,9 +78,10 @@ def param_plots(rows: list[dict[str, Any]], metric: str, space_keys: list[str], 
     for ax, key in zip(axes.flat, space_keys, strict=False):
         values = [row.get(key) for row in rows]
         ys = [row[metric] for row in rows]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            ax.scatter(values, ys, s=18, alpha=0.8)
-            if values and min(values) > 0 and max(values) / min(values) > 20:
+        numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(numbers) == len(values):
+            ax.scatter(numbers, ys, s=18, alpha=0.8)
+            if numbers and min(numbers) > 0 and max(numbers) / min(numbers) > 20:
                 ax.set_xscale("log")
         else:
             labels = sorted({str(v) for v in values})

@@ -84,7 +84,7 @@ def build_scheduler(config: dict[str, Any]) -> Any:
 
     sched = config["scheduler"]
     max_t = config["train"]["epochs"]
-    common = {"time_attr": "training_iteration"}  # metric and mode come from TuneConfig, set once
+    common: dict[str, Any] = {"time_attr": "training_iteration"}  # metric and mode come from TuneConfig, set once
     if sched["name"] == "asha":
         grace = min(int(sched["grace_period"]), max_t)
         return ASHAScheduler(max_t=max_t, grace_period=grace, reduction_factor=sched["reduction_factor"], **common)

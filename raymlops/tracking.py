@@ -166,7 +166,7 @@ class RunLogger(NullLogger):
     """Batched, retried, spooled MLflow writes for one run, sent from a background thread."""
 
     def __init__(self, tracking_uri: str, run_id: str, spool_dir: str | None = None, retry_seconds: float = 60.0):
-        self.tracking_uri, self.run_id = tracking_uri, run_id
+        self.tracking_uri, self.run_id, self._run_id = tracking_uri, run_id, run_id
         self.retry_seconds = retry_seconds
         self.spool_path = Path(spool_dir or ".raymlops/spool") / f"{run_id}.jsonl"
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -227,12 +227,12 @@ class RunLogger(NullLogger):
     def _deliver(self, batch: dict[str, Any]) -> None:
         try:
             if self._degraded:
-                _send(self._client, self.run_id, batch)  # one quick try while the tracker is down
+                _send(self._client, self._run_id, batch)  # one quick try while the tracker is down
                 self._degraded = False
                 log.warning("MLflow tracker is back; replaying spooled points for run %s", self.run_id)
                 replay_file(self._client, self.spool_path)
             else:
-                _send_with_retry(self._client, self.run_id, batch, self.retry_seconds)
+                _send_with_retry(self._client, self._run_id, batch, self.retry_seconds)
         except Exception as err:
             self._degraded = True
             self._spool(batch)

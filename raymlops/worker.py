@@ -209,8 +209,9 @@ def _batches(x: torch.Tensor, y: torch.Tensor, train_cfg: dict[str, Any], sessio
     """This rank's shard of a seeded epoch permutation (DistributedSampler semantics), in batches."""
     from torch.utils.data import DistributedSampler
 
-    sampler = DistributedSampler(range(len(y)), num_replicas=session.world_size, rank=session.rank,
-                                 shuffle=True, seed=train_cfg["seed"], drop_last=False)
+    indices: Any = range(len(y))  # a range is a valid map-style dataset of indices
+    sampler: DistributedSampler[int] = DistributedSampler(indices, num_replicas=session.world_size, rank=session.rank,
+                                                          shuffle=True, seed=train_cfg["seed"], drop_last=False)
     sampler.set_epoch(epoch)
     idx = torch.tensor(list(iter(sampler)), device=x.device)
     per_worker = train_cfg["batch_size"] // session.world_size
@@ -221,7 +222,8 @@ def _batches(x: torch.Tensor, y: torch.Tensor, train_cfg: dict[str, Any], sessio
 
 def build_optimizer(config: dict[str, Any], model: nn.Module, steps_per_epoch: int) -> tuple[Any, Any]:
     opt, train_cfg = config["optim"], config["train"]
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         (decay if p.ndim > 1 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": opt["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
@@ -289,7 +291,9 @@ def evaluate_shard(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: tor
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+    inner = getattr(model, "module", model)  # DDP wraps the model in .module
+    assert isinstance(inner, nn.Module)
+    return inner
 
 
 # ------------------------------------------------------------------ checkpoints

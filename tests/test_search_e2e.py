@@ -9,6 +9,8 @@ from conftest import overrides
 
 from raymlops import registry, tracking
 from raymlops.schema import ALIAS_CANDIDATE, ALIAS_CHAMPION, TAG_PARENT, TAG_ROLE, TAG_STOPPED_EARLY
+from raymlops.evaluate import main as evaluate_main
+from raymlops.registry import main as registry_main
 from raymlops.tune import main as tune_main
 
 pytestmark = pytest.mark.ray
@@ -51,7 +53,7 @@ def test_scheduler_by_search_alg(ray_session: Any, store: dict[str, str], schedu
     assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version) == "1"
 
 
-def test_ddp_trials_and_champion_policy(ray_session: Any, store: dict[str, str]) -> None:
+def test_ddp_trials_and_champion_policy(ray_session: Any, store: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     """2-worker DDP trials through TorchTrainer inside Tune; a second search only takes the
     champion alias when its test accuracy is better."""
     args = overrides(store, "+experiment=smoke", "tune.num_samples=2", "scaling.num_workers=2", "scaling.cpus_per_worker=0.5")
@@ -70,3 +72,13 @@ def test_ddp_trials_and_champion_policy(ray_session: Any, store: dict[str, str])
     assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version) == "2"
     assert registry.rollback(uri, "raymlops-smoke") == "1"
     assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version) == "1"
+    # the CLIs: evaluate the champion on the test split, list the registry
+    result = evaluate_main(overrides(store, "+experiment=smoke", "model_uri=models:/raymlops-smoke@champion"))
+    assert result["test_acc"] == pytest.approx(c.get_run(first["parent_run_id"]).data.metrics["test_acc"], abs=1e-6)
+    evals = c.search_runs([children[0].info.experiment_id], filter_string=f"tags.`{TAG_ROLE}` = 'evaluate'")
+    assert len(evals) == 1 and {a.path for a in c.list_artifacts(evals[0].info.run_id, "evaluation")} == {
+        "evaluation/confusion_matrix.png", "evaluation/per_class_accuracy.json"}
+    capsys.readouterr()
+    registry_main(["--tracking-uri", uri, "list", "raymlops-smoke"])
+    listing = capsys.readouterr().out
+    assert "champion" in listing and "candidate" in listing and "kept champion v1" in listing
