@@ -94,10 +94,11 @@ def build_scheduler(config: dict[str, Any]) -> Any:
 
 
 def build_search_alg(config: dict[str, Any], max_concurrent: int) -> Any:
-    """None means Tune's default random/grid BasicVariantGenerator."""
     alg = config["search_alg"]
-    if alg["name"] == "random":
-        return None
+    if alg["name"] == "random":  # seeded, so the same train.seed samples the same configurations
+        from ray.tune.search import BasicVariantGenerator
+
+        return BasicVariantGenerator(random_state=config["train"]["seed"], max_concurrent=max_concurrent)
     from optuna.samplers import TPESampler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch

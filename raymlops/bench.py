@@ -1,0 +1,395 @@
+"""Side-by-side benchmarks: raymlops against the bare tools it wraps, measured in one run.
+
+    python -m raymlops.bench NAME [--repeats N] [--quick]     NAME: overhead asha tracking throughput ddp gpu all
+
+Each benchmark alternates the two sides (A, B, A, B, ...), repeats them, prints a table and,
+last, `NAME ratio=<median> goal=<goal>`; the figures go to .raymlops/bench/NAME-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from raymlops.console import table
+from raymlops.errors import cli
+
+OUT = Path(".raymlops/bench")
+CIFAR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10"
+
+
+def _store(tmp: str) -> list[str]:
+    return [f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db", f"mlflow.artifact_location={tmp}/art", f"mlflow.spool_dir={tmp}/spool",
+            f"storage_path={tmp}/results", "evaluate.enabled=false"]
+
+
+def _ray(num_cpus: int = 2) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_port=0, logging_level="ERROR",
+                 runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}})
+
+
+def alternate(sides: dict[str, Callable[[], dict[str, float]]], repeats: int) -> list[dict[str, Any]]:
+    """Run each side once per round, in alternating order, `repeats` rounds."""
+    rows = []
+    for r in range(repeats):
+        for name in (list(sides) if r % 2 == 0 else list(reversed(sides))):
+            t0 = time.perf_counter()
+            extra = sides[name]()
+            rows.append({"round": r, "side": name, "wall_s": time.perf_counter() - t0, **extra})
+    return rows
+
+
+def ratios(rows: list[dict[str, Any]], key: str, a: str, b: str) -> list[float]:
+    by = {(row["round"], row["side"]): row[key] for row in rows}
+    return [by[(r, a)] / by[(r, b)] for r in sorted({row["round"] for row in rows})]
+
+
+# ------------------------------------------------------------------ overhead
+
+
+def _tiny_cfg(n: int) -> list[str]:
+    return ["+experiment=smoke", "data.num_train=256", "data.num_test=64", "model.width=8", "train.epochs=2", "train.batch_size=64",
+            f"tune.num_samples={n}", "tune.max_concurrent_trials=2", "scheduler=fifo", "search_space={}", "train.log_every_n_steps=0"]
+
+
+def _bare_tune(n: int, storage: str) -> dict[str, float]:
+    """The same tiny training as a bare Ray Tune function trainable: no MLflow, no checkpoints."""
+    from ray import tune
+
+    def trainable(config: dict[str, Any]) -> None:
+        import torch
+
+        from raymlops.data import synthetic
+        from raymlops.models import build_model
+
+        (x, y), _, _ = synthetic(256, 64)
+        model = build_model({"name": "fast_cnn", "width": 8}, 3, 10)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        for epoch in range(1, 3):
+            t0 = time.perf_counter()
+            for i in range(0, len(y), 64):
+                loss = torch.nn.functional.cross_entropy(model(x[i : i + 64].float() / 255), y[i : i + 64])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            tune.report({"epoch": epoch, "loss": float(loss), "epoch_time_s": time.perf_counter() - t0})
+
+    tuner = tune.Tuner(tune.with_resources(trainable, {"CPU": 1}), param_space={"i": tune.grid_search(list(range(n)))},
+                       tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
+                       run_config=tune.RunConfig(storage_path=storage, verbose=0))
+    results = tuner.fit()
+    return {"train_s": sum(float(r.metrics_dataframe["epoch_time_s"].sum()) for r in results)}
+
+
+def _raymlops_search(extra: list[str], tmp: str) -> dict[str, float]:
+    from raymlops import tracking
+    from raymlops.tune import main as tune_main
+
+    summary = tune_main([*_tiny_cfg(int(extra[0])), *extra[1:], *_store(tmp)])
+    c = tracking.client(f"sqlite:///{tmp}/mlflow.db")
+    runs = c.search_runs([c.get_experiment_by_name("raymlops-smoke").experiment_id],
+                         filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'")
+    return {"train_s": sum(m.value for r in runs for m in c.get_metric_history(r.info.run_id, "epoch_time_s"))}
+
+
+def bench_overhead(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, str]:
+    n = 4 if quick else 16
+    _ray()
+    with tempfile.TemporaryDirectory() as tmp:
+        counter = iter(range(10_000))
+        rows = alternate({
+            "raymlops": lambda: _raymlops_search([str(n)], f"{tmp}/r{next(counter)}"),
+            "bare_tune": lambda: _bare_tune(n, f"{tmp}/b{next(counter)}"),
+        }, repeats)
+        n2 = 2 if quick else 4
+        ddp = alternate({"raymlops_2worker": lambda: _raymlops_search([str(n2), "scaling.num_workers=2", "scaling.cpus_per_worker=0.5"],
+                                                                        f"{tmp}/d{next(counter)}")}, 1)
+    for row in rows:
+        trials = n
+        row["overhead_s_per_trial"] = (row["wall_s"] * 2 - row["train_s"]) / trials  # 2 trials run at a time
+    for row in ddp:
+        row["overhead_s_per_trial"] = (row["wall_s"] * 2 - row["train_s"] / 2) / n2  # train_s counts rank 0 only
+    rows += ddp
+    return rows, statistics.median(ratios(rows, "wall_s", "raymlops", "bare_tune")), "<=1.2"
+
+
+# ------------------------------------------------------------------ asha
+
+
+def bench_asha(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, str]:
+    n, epochs = (8, 3) if quick else (32, 4)
+    data = (["data=imagefolder", f"data.root={CIFAR}", "data.subset=1500", "data.augment=false"] if CIFAR.is_dir()
+            else ["data.num_train=1500"])
+    _ray()
+    with tempfile.TemporaryDirectory() as tmp:
+        counter = iter(range(10_000))
+
+        def run(scheduler: str) -> dict[str, float]:
+            from raymlops.tune import main as tune_main
+
+            store = f"{tmp}/{scheduler}{next(counter)}"
+            summary = tune_main(["+experiment=smoke", *data, "model.width=16", f"train.epochs={epochs}", "train.batch_size=64",
+                                 f"tune.num_samples={n}", f"scheduler={scheduler}", "scheduler.grace_period=1", "train.seed=7",
+                                 "train.log_every_n_steps=0", *_store(store)])
+            from raymlops import tracking
+
+            c = tracking.client(f"sqlite:///{store}/mlflow.db")
+            runs = c.search_runs([c.get_experiment_by_name("raymlops-smoke").experiment_id],
+                                 filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'")
+            return {"epochs": float(sum(len(c.get_metric_history(r.info.run_id, "val_acc")) for r in runs)),
+                    "best_val_acc": float(summary["best_val_acc"])}
+
+        rows = alternate({"asha": lambda: run("asha"), "fifo": lambda: run("fifo")}, repeats)
+    epoch_ratio = statistics.median(ratios(rows, "epochs", "asha", "fifo"))
+    for r in sorted({row["round"] for row in rows}):
+        pair = {row["side"]: row for row in rows if row["round"] == r}
+        pair["asha"]["acc_gap_points"] = 100 * (pair["fifo"]["best_val_acc"] - pair["asha"]["best_val_acc"])
+        pair["asha"]["wall_ratio"] = pair["asha"]["wall_s"] / pair["fifo"]["wall_s"]
+    return rows, epoch_ratio, "<=0.30 (and acc_gap_points <= 0.5)"
+
+
+# ------------------------------------------------------------------ tracking, throughput
+
+
+def _loop_config(tmp: str, tracking_on: bool, epochs: int) -> tuple[dict[str, Any], Any]:
+    import torch
+
+    from raymlops import config as C
+    from raymlops import tracking
+    from raymlops.worker import Session
+
+    cfg = C.compose(["+experiment=smoke", "data.num_train=3000", "model.width=16", f"train.epochs={epochs}", "train.batch_size=64",
+                     "train.log_every_n_steps=50", *_store(tmp)])
+    cfg["runtime"] = {}
+    if tracking_on:
+        uri = cfg["mlflow"]["tracking_uri"]
+        cfg["runtime"] = {"tracking_uri": uri, "experiment_id": tracking.ensure_experiment(uri, "bench", f"{tmp}/art"),
+                          "run_key": f"bench-{time.time_ns()}", "role": "train", "lineage": {}}
+    session = Session(rank=0, world_size=1, device=torch.device("cpu"), report=lambda m, d: None)
+    return cfg, session
+
+
+def bench_tracking(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, str]:
+    from raymlops.worker import run_training
+
+    epochs = 2 if quick else 4
+    with tempfile.TemporaryDirectory() as tmp:
+        def side(on: bool) -> dict[str, float]:
+            cfg, session = _loop_config(tmp, on, epochs)
+            t0 = time.perf_counter()
+            run_training(cfg, session)
+            return {"loop_s": time.perf_counter() - t0}
+
+        side(False)  # warm-up: data generation and first-touch allocations
+        rows = alternate({"mlflow_on": lambda: side(True), "mlflow_off": lambda: side(False)}, repeats)
+    return rows, statistics.median(ratios(rows, "loop_s", "mlflow_on", "mlflow_off")), "<=1.02"
+
+
+def _bare_pytorch(epochs: int) -> dict[str, float]:
+    """A plain loop on the same model, data, batch size and per-batch preprocessing."""
+    import torch
+
+    from raymlops.data import load_splits, normalise
+    from raymlops.models import build_model
+
+    torch.manual_seed(0)
+    s = load_splits({"name": "synthetic", "num_train": 3000, "num_test": 200, "num_classes": 10, "image_size": 32, "val_fraction": 0.1}, 0)
+    model = build_model({"name": "fast_cnn", "width": 16}, 3, 10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    mean, std = torch.tensor(s.mean).view(1, -1, 1, 1), torch.tensor(s.std).view(1, -1, 1, 1)
+    seen, t_train = 0, 0.0
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(s.train_y))
+        for i in range(0, len(perm), 64):
+            b = perm[i : i + 64]
+            loss = torch.nn.functional.cross_entropy(model(normalise(s.train_x[b], mean, std)), s.train_y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            seen += len(b)
+        model.eval()
+        with torch.no_grad():
+            model(normalise(s.val_x, mean, std))
+        t_train += time.perf_counter() - t0
+    return {"samples_per_s": seen / t_train}
+
+
+def bench_throughput(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, str]:
+    import torch
+
+    from raymlops.worker import Session, run_training
+
+    epochs = 2 if quick else 3
+    torch.set_num_threads(1)
+
+    def ours() -> dict[str, float]:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg, _ = _loop_config(tmp, False, epochs)
+            cfg["train"]["lr_schedule"] = "none"
+            points: list[dict[str, Any]] = []
+            session = Session(rank=0, world_size=1, device=torch.device("cpu"), report=lambda m, d: points.append(m))
+            run_training(cfg, session)
+            return {"samples_per_s": statistics.median(p["samples_per_s"] for p in points)}
+
+    rows = alternate({"raymlops": ours, "bare_pytorch": lambda: _bare_pytorch(epochs)}, repeats)
+    return rows, statistics.median(ratios(rows, "samples_per_s", "raymlops", "bare_pytorch")), ">=0.90"
+
+
+# ------------------------------------------------------------------ ddp
+
+
+TORCHRUN_SCRIPT = '''
+import json, os, sys, time, torch, torch.distributed as dist
+from raymlops import config as C
+from raymlops.worker import Session, run_training
+dist.init_process_group("gloo")
+rank, world = dist.get_rank(), dist.get_world_size()
+cfg = C.compose(json.loads(sys.argv[1])); cfg["runtime"] = {}
+points = []
+def prepare(m):
+    return torch.nn.parallel.DistributedDataParallel(m)
+run_training(cfg, Session(rank=rank, world_size=world, device=torch.device("cpu"), report=lambda m, d: points.append(m), prepare_model=prepare))
+if rank == 0:
+    print("TRAIN_S", sum(p["epoch_time_s"] for p in points), flush=True)
+dist.destroy_process_group()
+'''
+
+
+def bench_ddp(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, str]:
+    epochs = 2 if quick else 3
+    args = ["+experiment=smoke", "data.num_train=3000", "model.width=16", f"train.epochs={epochs}", "train.batch_size=64",
+            "scaling.num_workers=2", "train.log_every_n_steps=0", "scaling.cpus_per_worker=1"]
+    _ray()
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "ddp_torchrun.py"
+        script.write_text(TORCHRUN_SCRIPT)
+
+        def ray_train() -> dict[str, float]:
+            from raymlops import config as C
+            from raymlops import driver
+
+            cfg = C.compose([*args, *_store(f"{tmp}/r{time.time_ns()}")])
+            cfg["runtime"] = {"per_worker": {"CPU": 1.0}, "use_gpu": False, "tracking_uri": "", "role": "train"}
+            t0 = time.perf_counter()
+            trainer = driver.torch_trainer(cfg, f"bench-ddp-{time.time_ns()}", cfg["storage_path"])
+            result = trainer.fit()
+            df = result.metrics_dataframe
+            train_s = float(df["epoch_time_s"].sum()) if df is not None and "epoch_time_s" in df else float("nan")
+            return {"train_s": train_s, "start_to_end_s": time.perf_counter() - t0}
+
+        def torchrun() -> dict[str, float]:
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0", str(script),
+                   json.dumps([*args, *_store(f"{tmp}/t{time.time_ns()}")])]
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=True).stdout
+            train_s = float(next(line.split()[1] for line in out.splitlines() if line.startswith("TRAIN_S")))
+            return {"train_s": train_s, "start_to_end_s": time.perf_counter() - t0}
+
+        rows = alternate({"ray_train": ray_train, "torchrun": torchrun}, repeats)
+    return rows, statistics.median(ratios(rows, "train_s", "ray_train", "torchrun")), "<=1.15"
+
+
+# ------------------------------------------------------------------ gpu
+
+
+def bench_gpu(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, str]:
+    """Fast CIFAR-10 recipe on one GPU (data resident on the GPU, bf16, channels_last, label
+    smoothing, flip TTA): mean test accuracy over seeds and training seconds (CUDA events)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu: skipped, no CUDA device")
+        return [], float("nan"), ">=0.94 test acc in <=10 s"
+    from raymlops.data import augment, load_splits, normalise
+    from raymlops.models import build_model
+    from raymlops.worker import predict
+
+    root = str(CIFAR) if CIFAR.is_dir() else None
+    data = ({"name": "imagefolder", "root": root, "image_size": 32, "cache_dir": ".raymlops/cache", "val_fraction": 0.0} if root
+            else {"name": "synthetic", "num_train": 50000, "num_test": 10000, "num_classes": 10, "image_size": 32, "val_fraction": 0.0})
+    s = load_splits(data, 0)
+    dev = torch.device("cuda")
+    x, y, tx, ty = (t.to(dev) for t in (s.train_x, s.train_y, s.test_x, s.test_y))
+    mean, std = torch.tensor(s.mean, device=dev).view(1, -1, 1, 1), torch.tensor(s.std, device=dev).view(1, -1, 1, 1)
+    rows = []
+    for seed in range(2 if quick else 5):
+        torch.manual_seed(seed)
+        model = build_model({"name": "fast_cnn", "width": 64}, 3, 10).to(dev).to(memory_format=torch.channels_last)
+        epochs, bs = 10, 512
+        steps = epochs * ((len(y) + bs - 1) // bs)
+        opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.2, total_steps=steps, pct_start=0.2)
+        gen = torch.Generator().manual_seed(seed)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(epochs):
+            perm = torch.randperm(len(y), device=dev)
+            for i in range(0, len(y), bs):
+                b = perm[i : i + bs]
+                xb = normalise(augment(x[b], gen), mean, std).contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    loss = torch.nn.functional.cross_entropy(model(xb), y[b], label_smoothing=0.2)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+        end.record()
+        torch.cuda.synchronize()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = predict(model, tx, mean, std, 2048, channels_last=True, tta_flip=True)
+        rows.append({"round": seed, "side": "fast_cnn", "train_s": start.elapsed_time(end) / 1000,
+                     "test_acc": float((logits.argmax(1) == ty).float().mean())})
+    return rows, statistics.mean(r["test_acc"] for r in rows), ">=0.94 test acc in <=10 s (train_s)"
+
+
+BENCHES: dict[str, Callable[[int, bool], tuple[list[dict[str, Any]], float, str]]] = {
+    "overhead": bench_overhead, "asha": bench_asha, "tracking": bench_tracking, "throughput": bench_throughput,
+    "ddp": bench_ddp, "gpu": bench_gpu,
+}
+
+
+def run_bench(name: str, repeats: int, quick: bool) -> dict[str, Any]:
+    rows, ratio, goal = BENCHES[name](repeats, quick)
+    columns = sorted({k for row in rows for k in row}, key=lambda k: (k not in ("round", "side"), k))
+    if rows:
+        print(table(rows, columns))
+    OUT.mkdir(parents=True, exist_ok=True)
+    record = {"name": name, "ratio": ratio, "goal": goal, "repeats": repeats, "quick": quick, "rows": rows,
+              "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "host_cpus": os.cpu_count()}
+    path = OUT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(record, indent=2, default=str))
+    print(f"{name} ratio={ratio:.3f} goal={goal}", flush=True)
+    return record
+
+
+@cli
+def main(argv: list[str]) -> list[dict[str, Any]]:
+    from raymlops.console import setup_logging
+
+    parser = argparse.ArgumentParser(prog="python -m raymlops.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=[*BENCHES, "all"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small sizes (for tests)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    names = [n for n in BENCHES if n != "gpu"] + ["gpu"] if args.name == "all" else [args.name]
+    return [run_bench(n, args.repeats, args.quick) for n in names]
+
+
+if __name__ == "__main__":
+    main()
