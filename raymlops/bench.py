@@ -129,9 +129,10 @@ def bench_overhead(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], flo
 
 
 def bench_asha(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, str]:
-    n, epochs = (8, 3) if quick else (32, 4)
-    data = (["data=imagefolder", f"data.root={CIFAR}", "data.subset=1500", "data.augment=false"] if CIFAR.is_dir()
-            else ["data.num_train=1500"])
+    # max_t=9 with reduction factor 3 gives ASHA rungs at 1, 3 and 9 epochs
+    n, epochs = (8, 3) if quick else (32, 9)
+    data = (["data=imagefolder", f"data.root={CIFAR}", "data.subset=1000", "data.augment=false"] if CIFAR.is_dir()
+            else ["data.num_train=1000"])
     _ray()
     with tempfile.TemporaryDirectory() as tmp:
         counter = iter(range(10_000))
@@ -140,7 +141,7 @@ def bench_asha(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, 
             from raymlops.tune import main as tune_main
 
             store = f"{tmp}/{scheduler}{next(counter)}"
-            summary = tune_main(["+experiment=smoke", *data, "model.width=16", f"train.epochs={epochs}", "train.batch_size=64",
+            summary = tune_main(["+experiment=smoke", *data, "model.width=8", f"train.epochs={epochs}", "train.batch_size=64",
                                  f"tune.num_samples={n}", f"scheduler={scheduler}", "scheduler.grace_period=1", "train.seed=7",
                                  "train.log_every_n_steps=0", *_store(store)])
             from raymlops import tracking
@@ -293,7 +294,7 @@ def bench_ddp(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, s
 
         def torchrun() -> dict[str, float]:
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0", str(script),
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
                    json.dumps([*args, *_store(f"{tmp}/t{time.time_ns()}")])]
             t0 = time.perf_counter()
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=True).stdout
