@@ -36,9 +36,11 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
             item.add_marker(skip_gpu)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_session() -> Any:
-    """A 2-CPU local Ray cluster shared by the tests that need one (started once: ~8 s)."""
+    """A 2-CPU local Ray cluster shared by one module's tests (~8 s to start). Module scope, so it
+    is gone while other modules start clusters of their own: with two Ray instances on a machine,
+    Ray Train's PlacementGroupCleaner cannot pick the state API to talk to."""
     import ray
 
     if not ray.is_initialized():
