@@ -28,23 +28,33 @@ CIFAR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cif
 
 
 def _store(tmp: str) -> list[str]:
-    return [f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db", f"mlflow.artifact_location={tmp}/art", f"mlflow.spool_dir={tmp}/spool",
-            f"storage_path={tmp}/results", "evaluate.enabled=false"]
+    return [
+        f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db",
+        f"mlflow.artifact_location={tmp}/art",
+        f"mlflow.spool_dir={tmp}/spool",
+        f"storage_path={tmp}/results",
+        "evaluate.enabled=false",
+    ]
 
 
 def _ray(num_cpus: int = 2) -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_port=0, logging_level="ERROR",
-                 runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}})
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=True,
+            dashboard_port=0,
+            logging_level="ERROR",
+            runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}},
+        )
 
 
 def alternate(sides: dict[str, Callable[[], dict[str, float]]], repeats: int) -> list[dict[str, Any]]:
     """Run each side once per round, in alternating order, `repeats` rounds."""
     rows = []
     for r in range(repeats):
-        for name in (list(sides) if r % 2 == 0 else list(reversed(sides))):
+        for name in list(sides) if r % 2 == 0 else list(reversed(sides)):
             t0 = time.perf_counter()
             extra = sides[name]()
             rows.append({"round": r, "side": name, "wall_s": time.perf_counter() - t0, **extra})
@@ -60,8 +70,19 @@ def ratios(rows: list[dict[str, Any]], key: str, a: str, b: str) -> list[float]:
 
 
 def _tiny_cfg(n: int) -> list[str]:
-    return ["+experiment=smoke", "data.num_train=256", "data.num_test=64", "model.width=8", "train.epochs=2", "train.batch_size=64",
-            f"tune.num_samples={n}", "tune.max_concurrent_trials=2", "scheduler=fifo", "search_space={}", "train.log_every_n_steps=0"]
+    return [
+        "+experiment=smoke",
+        "data.num_train=256",
+        "data.num_test=64",
+        "model.width=8",
+        "train.epochs=2",
+        "train.batch_size=64",
+        f"tune.num_samples={n}",
+        "tune.max_concurrent_trials=2",
+        "scheduler=fifo",
+        "search_space={}",
+        "train.log_every_n_steps=0",
+    ]
 
 
 def _bare_tune(n: int, storage: str) -> dict[str, float]:
@@ -86,9 +107,12 @@ def _bare_tune(n: int, storage: str) -> dict[str, float]:
                 opt.step()
             tune.report({"epoch": epoch, "loss": float(loss), "epoch_time_s": time.perf_counter() - t0})
 
-    tuner = tune.Tuner(tune.with_resources(trainable, {"CPU": 1}), param_space={"i": tune.grid_search(list(range(n)))},
-                       tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
-                       run_config=tune.RunConfig(storage_path=storage, verbose=0))
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"CPU": 1}),
+        param_space={"i": tune.grid_search(list(range(n)))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=2, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    )
     results = tuner.fit()
     return {"train_s": sum(float(r.metrics_dataframe["epoch_time_s"].sum()) for r in results)}
 
@@ -99,8 +123,10 @@ def _raymlops_search(extra: list[str], tmp: str) -> dict[str, float]:
 
     summary = tune_main([*_tiny_cfg(int(extra[0])), *extra[1:], *_store(tmp)])
     c = tracking.client(f"sqlite:///{tmp}/mlflow.db")
-    runs = c.search_runs([c.get_experiment_by_name("raymlops-smoke").experiment_id],
-                         filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'")
+    runs = c.search_runs(
+        [c.get_experiment_by_name("raymlops-smoke").experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'",
+    )
     return {"train_s": sum(m.value for r in runs for m in c.get_metric_history(r.info.run_id, "epoch_time_s"))}
 
 
@@ -109,13 +135,22 @@ def bench_overhead(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], flo
     _ray()
     with tempfile.TemporaryDirectory() as tmp:
         counter = iter(range(10_000))
-        rows = alternate({
-            "raymlops": lambda: _raymlops_search([str(n)], f"{tmp}/r{next(counter)}"),
-            "bare_tune": lambda: _bare_tune(n, f"{tmp}/b{next(counter)}"),
-        }, repeats)
+        rows = alternate(
+            {
+                "raymlops": lambda: _raymlops_search([str(n)], f"{tmp}/r{next(counter)}"),
+                "bare_tune": lambda: _bare_tune(n, f"{tmp}/b{next(counter)}"),
+            },
+            repeats,
+        )
         n2 = 2 if quick else 4
-        ddp = alternate({"raymlops_2worker": lambda: _raymlops_search([str(n2), "scaling.num_workers=2", "scaling.cpus_per_worker=0.5"],
-                                                                        f"{tmp}/d{next(counter)}")}, 1)
+        ddp = alternate(
+            {
+                "raymlops_2worker": lambda: _raymlops_search(
+                    [str(n2), "scaling.num_workers=2", "scaling.cpus_per_worker=0.5"], f"{tmp}/d{next(counter)}"
+                )
+            },
+            1,
+        )
     for row in rows:
         trials = n
         row["overhead_s_per_trial"] = (row["wall_s"] * 2 - row["train_s"]) / trials  # 2 trials run at a time
@@ -131,8 +166,11 @@ def bench_overhead(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], flo
 def bench_asha(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, str]:
     # max_t=9 with reduction factor 3 gives ASHA rungs at 1, 3 and 9 epochs
     n, epochs = (8, 3) if quick else (32, 9)
-    data = (["data=imagefolder", f"data.root={CIFAR}", "data.subset=1000", "data.augment=false"] if CIFAR.is_dir()
-            else ["data.num_train=1000"])
+    data = (
+        ["data=imagefolder", f"data.root={CIFAR}", "data.subset=1000", "data.augment=false"]
+        if CIFAR.is_dir()
+        else ["data.num_train=1000"]
+    )
     _ray()
     with tempfile.TemporaryDirectory() as tmp:
         counter = iter(range(10_000))
@@ -141,16 +179,32 @@ def bench_asha(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, 
             from raymlops.tune import main as tune_main
 
             store = f"{tmp}/{scheduler}{next(counter)}"
-            summary = tune_main(["+experiment=smoke", *data, "model.width=8", f"train.epochs={epochs}", "train.batch_size=64",
-                                 f"tune.num_samples={n}", f"scheduler={scheduler}", "scheduler.grace_period=1", "train.seed=7",
-                                 "train.log_every_n_steps=0", *_store(store)])
+            summary = tune_main(
+                [
+                    "+experiment=smoke",
+                    *data,
+                    "model.width=8",
+                    f"train.epochs={epochs}",
+                    "train.batch_size=64",
+                    f"tune.num_samples={n}",
+                    f"scheduler={scheduler}",
+                    "scheduler.grace_period=1",
+                    "train.seed=7",
+                    "train.log_every_n_steps=0",
+                    *_store(store),
+                ]
+            )
             from raymlops import tracking
 
             c = tracking.client(f"sqlite:///{store}/mlflow.db")
-            runs = c.search_runs([c.get_experiment_by_name("raymlops-smoke").experiment_id],
-                                 filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'")
-            return {"epochs": float(sum(len(c.get_metric_history(r.info.run_id, "val_acc")) for r in runs)),
-                    "best_val_acc": float(summary["best_val_acc"])}
+            runs = c.search_runs(
+                [c.get_experiment_by_name("raymlops-smoke").experiment_id],
+                filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'",
+            )
+            return {
+                "epochs": float(sum(len(c.get_metric_history(r.info.run_id, "val_acc")) for r in runs)),
+                "best_val_acc": float(summary["best_val_acc"]),
+            }
 
         rows = alternate({"asha": lambda: run("asha"), "fifo": lambda: run("fifo")}, repeats)
     epoch_ratio = statistics.median(ratios(rows, "epochs", "asha", "fifo"))
@@ -171,13 +225,27 @@ def _loop_config(tmp: str, tracking_on: bool, epochs: int) -> tuple[dict[str, An
     from raymlops import tracking
     from raymlops.worker import Session
 
-    cfg = C.compose(["+experiment=smoke", "data.num_train=3000", "model.width=16", f"train.epochs={epochs}", "train.batch_size=64",
-                     "train.log_every_n_steps=50", *_store(tmp)])
+    cfg = C.compose(
+        [
+            "+experiment=smoke",
+            "data.num_train=3000",
+            "model.width=16",
+            f"train.epochs={epochs}",
+            "train.batch_size=64",
+            "train.log_every_n_steps=50",
+            *_store(tmp),
+        ]
+    )
     cfg["runtime"] = {}
     if tracking_on:
         uri = cfg["mlflow"]["tracking_uri"]
-        cfg["runtime"] = {"tracking_uri": uri, "experiment_id": tracking.ensure_experiment(uri, "bench", f"{tmp}/art"),
-                          "run_key": f"bench-{time.time_ns()}", "role": "train", "lineage": {}}
+        cfg["runtime"] = {
+            "tracking_uri": uri,
+            "experiment_id": tracking.ensure_experiment(uri, "bench", f"{tmp}/art"),
+            "run_key": f"bench-{time.time_ns()}",
+            "role": "train",
+            "lineage": {},
+        }
     session = Session(rank=0, world_size=1, device=torch.device("cpu"), report=lambda m, d: None)
     return cfg, session
 
@@ -187,6 +255,7 @@ def bench_tracking(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], flo
 
     epochs = 2 if quick else 4
     with tempfile.TemporaryDirectory() as tmp:
+
         def side(on: bool) -> dict[str, float]:
             cfg, session = _loop_config(tmp, on, epochs)
             t0 = time.perf_counter()
@@ -206,7 +275,9 @@ def _bare_pytorch(epochs: int) -> dict[str, float]:
     from raymlops.models import build_model
 
     torch.manual_seed(0)
-    s = load_splits({"name": "synthetic", "num_train": 3000, "num_test": 200, "num_classes": 10, "image_size": 32, "val_fraction": 0.1}, 0)
+    s = load_splits(
+        {"name": "synthetic", "num_train": 3000, "num_test": 200, "num_classes": 10, "image_size": 32, "val_fraction": 0.1}, 0
+    )
     model = build_model({"name": "fast_cnn", "width": 16}, 3, 10)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     mean, std = torch.tensor(s.mean).view(1, -1, 1, 1), torch.tensor(s.std).view(1, -1, 1, 1)
@@ -253,7 +324,7 @@ def bench_throughput(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], f
 # ------------------------------------------------------------------ ddp
 
 
-TORCHRUN_SCRIPT = '''
+TORCHRUN_SCRIPT = """
 import json, os, sys, time, torch, torch.distributed as dist
 from raymlops import config as C
 from raymlops.worker import Session, run_training
@@ -267,13 +338,21 @@ run_training(cfg, Session(rank=rank, world_size=world, device=torch.device("cpu"
 if rank == 0:
     print("TRAIN_S", sum(p["epoch_time_s"] for p in points), flush=True)
 dist.destroy_process_group()
-'''
+"""
 
 
 def bench_ddp(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, str]:
     epochs = 2 if quick else 3
-    args = ["+experiment=smoke", "data.num_train=3000", "model.width=16", f"train.epochs={epochs}", "train.batch_size=64",
-            "scaling.num_workers=2", "train.log_every_n_steps=0", "scaling.cpus_per_worker=1"]
+    args = [
+        "+experiment=smoke",
+        "data.num_train=3000",
+        "model.width=16",
+        f"train.epochs={epochs}",
+        "train.batch_size=64",
+        "scaling.num_workers=2",
+        "train.log_every_n_steps=0",
+        "scaling.cpus_per_worker=1",
+    ]
     _ray()
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "ddp_torchrun.py"
@@ -294,8 +373,16 @@ def bench_ddp(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, s
 
         def torchrun() -> dict[str, float]:
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-                   json.dumps([*args, *_store(f"{tmp}/t{time.time_ns()}")])]
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                "2",
+                str(script),
+                json.dumps([*args, *_store(f"{tmp}/t{time.time_ns()}")]),
+            ]
             t0 = time.perf_counter()
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=True).stdout
             train_s = float(next(line.split()[1] for line in out.splitlines() if line.startswith("TRAIN_S")))
@@ -321,8 +408,18 @@ def bench_gpu(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, s
     from raymlops.worker import predict
 
     root = str(CIFAR) if CIFAR.is_dir() else None
-    data = ({"name": "imagefolder", "root": root, "image_size": 32, "cache_dir": ".raymlops/cache", "val_fraction": 0.0} if root
-            else {"name": "synthetic", "num_train": 50000, "num_test": 10000, "num_classes": 10, "image_size": 32, "val_fraction": 0.0})
+    data = (
+        {"name": "imagefolder", "root": root, "image_size": 32, "cache_dir": ".raymlops/cache", "val_fraction": 0.0}
+        if root
+        else {
+            "name": "synthetic",
+            "num_train": 50000,
+            "num_test": 10000,
+            "num_classes": 10,
+            "image_size": 32,
+            "val_fraction": 0.0,
+        }
+    )
     s = load_splits(data, 0)
     dev = torch.device("cuda")
     x, y, tx, ty = (t.to(dev) for t in (s.train_x, s.train_y, s.test_x, s.test_y))
@@ -353,14 +450,24 @@ def bench_gpu(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, s
         torch.cuda.synchronize()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             logits = predict(model, tx, mean, std, 2048, channels_last=True, tta_flip=True)
-        rows.append({"round": seed, "side": "fast_cnn", "train_s": start.elapsed_time(end) / 1000,
-                     "test_acc": float((logits.argmax(1) == ty).float().mean())})
+        rows.append(
+            {
+                "round": seed,
+                "side": "fast_cnn",
+                "train_s": start.elapsed_time(end) / 1000,
+                "test_acc": float((logits.argmax(1) == ty).float().mean()),
+            }
+        )
     return rows, statistics.mean(r["test_acc"] for r in rows), ">=0.94 test acc in <=10 s (train_s)"
 
 
 BENCHES: dict[str, Callable[[int, bool], tuple[list[dict[str, Any]], float, str]]] = {
-    "overhead": bench_overhead, "asha": bench_asha, "tracking": bench_tracking, "throughput": bench_throughput,
-    "ddp": bench_ddp, "gpu": bench_gpu,
+    "overhead": bench_overhead,
+    "asha": bench_asha,
+    "tracking": bench_tracking,
+    "throughput": bench_throughput,
+    "ddp": bench_ddp,
+    "gpu": bench_gpu,
 }
 
 
@@ -370,8 +477,16 @@ def run_bench(name: str, repeats: int, quick: bool) -> dict[str, Any]:
     if rows:
         print(table(rows, columns))
     OUT.mkdir(parents=True, exist_ok=True)
-    record = {"name": name, "ratio": ratio, "goal": goal, "repeats": repeats, "quick": quick, "rows": rows,
-              "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "host_cpus": os.cpu_count()}
+    record = {
+        "name": name,
+        "ratio": ratio,
+        "goal": goal,
+        "repeats": repeats,
+        "quick": quick,
+        "rows": rows,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "host_cpus": os.cpu_count(),
+    }
     path = OUT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(record, indent=2, default=str))
     print(f"{name} ratio={ratio:.3f} goal={goal}", flush=True)

@@ -68,7 +68,7 @@ def _explain_hydra_error(err: Exception, overrides: list[str]) -> str:
     if "experiment" in text and ("Could not find" in text or "not found" in text):
         return f"{text}. Available experiments: {', '.join(experiments())} (use +experiment=NAME)."
     for group in ("data", "model", "optim", "scheduler", "search_alg", "mlflow"):
-        if f"'{group}/" in text or f"{group}/" in text and "Could not find" in text:
+        if f"'{group}/" in text or (f"{group}/" in text and "Could not find" in text):
             choices = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
             return f"{text}. Valid {group} choices: {', '.join(choices)}."
     if "not in struct" in text or "Could not override" in text or "Key '" in text:
@@ -189,7 +189,12 @@ def _choice(value: Any, allowed: tuple[str, ...], key: str) -> None:
 
 def _positive(value: Any, key: str, integer: bool = False) -> None:
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0 or (isinstance(value, float) and math.isnan(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kind)
+        or not value > 0
+        or (isinstance(value, float) and math.isnan(value))
+    ):
         example = "10" if integer else "0.01"
         raise UserError(f"{key}={value!r} must be a positive {'integer' if integer else 'number'}, e.g. {key}={example}.")
 

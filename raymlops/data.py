@@ -55,12 +55,20 @@ def load_splits(data: dict[str, Any], seed: int) -> Splits:
     return split(tx, ty, sx, sy, classes, data["val_fraction"], seed, data.get("subset"))
 
 
-def split(tx: torch.Tensor, ty: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor, classes: list[str],
-          val_fraction: float, seed: int, subset: int | None = None) -> Splits:
+def split(
+    tx: torch.Tensor,
+    ty: torch.Tensor,
+    sx: torch.Tensor,
+    sy: torch.Tensor,
+    classes: list[str],
+    val_fraction: float,
+    seed: int,
+    subset: int | None = None,
+) -> Splits:
     order = torch.randperm(len(ty), generator=torch.Generator().manual_seed(seed))
     if subset:
         order = order[: int(subset)]
-    n_val = int(round(len(order) * val_fraction))
+    n_val = round(len(order) * val_fraction)
     val_idx, train_idx = order[:n_val], order[n_val:]
     train_x = tx[train_idx]
     sample = train_x[: min(len(train_x), 10000)].float() / 255
@@ -111,10 +119,14 @@ def _class_dirs(split_dir: Path) -> list[str]:
 def image_folder(root: Path, size: int, cache_dir: str | None) -> tuple[Any, Any, list[str]]:
     """Read root/train/<class>/* and root/test/<class>/*, decoded once and cached as tensors."""
     if not root.is_dir():
-        raise UserError(f"data.root={root} does not exist. Point it at a folder holding train/<class>/ and test/<class>/ image folders.")
+        raise UserError(
+            f"data.root={root} does not exist. Point it at a folder holding train/<class>/ and test/<class>/ image folders."
+        )
     for part in ("train", "test"):
         if not (root / part).is_dir():
-            raise UserError(f"data.root={root} has no {part}/ folder; an image folder needs train/<class>/*.jpg and test/<class>/*.jpg.")
+            raise UserError(
+                f"data.root={root} has no {part}/ folder; an image folder needs train/<class>/*.jpg and test/<class>/*.jpg."
+            )
     classes = _class_dirs(root / "train")
     test_classes = _class_dirs(root / "test")
     if not classes:
@@ -126,8 +138,10 @@ def image_folder(root: Path, size: int, cache_dir: str | None) -> tuple[Any, Any
             f"Class folders differ between {root}/train and {root}/test (only in train: {only_train}, only in test: {only_test}); "
             "both splits need the same class folders."
         )
-    files = {part: sorted(p for c in classes for p in (root / part / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-             for part in ("train", "test")}
+    files = {
+        part: sorted(p for c in classes for p in (root / part / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        for part in ("train", "test")
+    }
     if not files["train"] or not files["test"]:
         raise UserError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}/train or {root}/test.")
     fingerprint = hashlib.sha256(
@@ -226,7 +240,9 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
     rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None].expand(n, c, h, w)
     cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :].expand(n, c, h, w)
-    cropped = padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None], rows, cols]
+    cropped = padded[
+        torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None], rows, cols
+    ]
     flip = (torch.rand(n, generator=generator) < 0.5).to(dev)
     cropped = torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
     return cropped.to(x.dtype)

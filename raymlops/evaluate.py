@@ -22,7 +22,9 @@ from raymlops.errors import UserError, cli
 log = logging.getLogger(__name__)
 
 
-def evaluate_model(model: nn.Module, splits: Splits, device: torch.device | None = None, batch_size: int = 1024) -> dict[str, Any]:
+def evaluate_model(
+    model: nn.Module, splits: Splits, device: torch.device | None = None, batch_size: int = 1024
+) -> dict[str, Any]:
     """test_acc, test_loss, the confusion matrix (rows = true class) and per-class accuracy."""
     from raymlops.worker import predict
 
@@ -37,8 +39,14 @@ def evaluate_model(model: nn.Module, splits: Splits, device: torch.device | None
     k = splits.num_classes
     confusion = torch.bincount(y * k + pred, minlength=k * k).view(k, k).cpu()
     per_class = {c: float(confusion[i, i] / max(int(confusion[i].sum()), 1)) for i, c in enumerate(splits.classes)}
-    return {"test_acc": float((pred == y).float().mean()), "test_loss": loss, "confusion": confusion.tolist(),
-            "per_class_acc": per_class, "classes": splits.classes, "n_test": len(y)}
+    return {
+        "test_acc": float((pred == y).float().mean()),
+        "test_loss": loss,
+        "confusion": confusion.tolist(),
+        "per_class_acc": per_class,
+        "classes": splits.classes,
+        "n_test": len(y),
+    }
 
 
 def confusion_png(result: dict[str, Any], path: Path, title: str = "") -> None:
@@ -58,7 +66,9 @@ def confusion_png(result: dict[str, Any], path: Path, title: str = "") -> None:
         ax.set_yticks(range(k), result["classes"], fontsize=8)
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black"
+                )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or f"test accuracy {result['test_acc']:.3f}")
@@ -74,9 +84,19 @@ def log_evaluation(tracking_uri: str, run_ids: list[str], result: dict[str, Any]
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         confusion_png(result, d / "confusion_matrix.png")
-        (d / "per_class_accuracy.json").write_text(json.dumps(
-            {"model_uri": model_uri, "test_acc": result["test_acc"], "n_test": result["n_test"],
-             "per_class_accuracy": result["per_class_acc"], "confusion": result["confusion"], "classes": result["classes"]}, indent=2))
+        (d / "per_class_accuracy.json").write_text(
+            json.dumps(
+                {
+                    "model_uri": model_uri,
+                    "test_acc": result["test_acc"],
+                    "n_test": result["n_test"],
+                    "per_class_accuracy": result["per_class_acc"],
+                    "confusion": result["confusion"],
+                    "classes": result["classes"],
+                },
+                indent=2,
+            )
+        )
         for run_id in dict.fromkeys(run_ids):
             c.log_metric(run_id, "test_acc", result["test_acc"])
             c.log_metric(run_id, "test_loss", result["test_loss"])
@@ -120,11 +140,16 @@ def main(argv: list[str]) -> dict[str, Any]:
     result = evaluate_model(model, splits, batch_size=config["train"]["eval_batch_size"])
     exp_id = tracking.ensure_experiment(mcfg["tracking_uri"], mcfg["experiment_name"], mcfg.get("artifact_location"))
     run = tracking.client(mcfg["tracking_uri"]).create_run(
-        exp_id, run_name=f"evaluate {uri}", tags={schema.TAG_ROLE: "evaluate", "raymlops.model_uri": uri, "raymlops.data": config["data"]["name"]})
+        exp_id,
+        run_name=f"evaluate {uri}",
+        tags={schema.TAG_ROLE: "evaluate", "raymlops.model_uri": uri, "raymlops.data": config["data"]["name"]},
+    )
     log_evaluation(mcfg["tracking_uri"], [run.info.run_id], result, uri)
     tracking.client(mcfg["tracking_uri"]).set_terminated(run.info.run_id)
-    print(f"{uri} on {config['data']['name']} test ({result['n_test']} images): test_acc={result['test_acc']:.4f} "
-          f"test_loss={result['test_loss']:.4f}; MLflow run {run.info.run_id}")
+    print(
+        f"{uri} on {config['data']['name']} test ({result['n_test']} images): test_acc={result['test_acc']:.4f} "
+        f"test_loss={result['test_loss']:.4f}; MLflow run {run.info.run_id}"
+    )
     return result
 
 

@@ -41,11 +41,19 @@ class FastCNN(nn.Module):
         w1, w2, w3 = width, width * 2, width * 4
         self.stem = _conv_bn(in_channels, w1 // 2)
         self.blocks = nn.Sequential(
-            _conv_bn(w1 // 2, w1), _conv_bn(w1, w1), nn.MaxPool2d(2),
-            _conv_bn(w1, w2), _conv_bn(w2, w2), nn.MaxPool2d(2),
-            _conv_bn(w2, w3), _conv_bn(w3, w3), nn.MaxPool2d(2),
+            _conv_bn(w1 // 2, w1),
+            _conv_bn(w1, w1),
+            nn.MaxPool2d(2),
+            _conv_bn(w1, w2),
+            _conv_bn(w2, w2),
+            nn.MaxPool2d(2),
+            _conv_bn(w2, w3),
+            _conv_bn(w3, w3),
+            nn.MaxPool2d(2),
         )
-        self.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(w3, num_classes, bias=False))
+        self.head = nn.Sequential(
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(w3, num_classes, bias=False)
+        )
         self.scale = 1 / 4  # keeps initial logits small for a calmer start
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

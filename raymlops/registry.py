@@ -29,8 +29,9 @@ def register(tracking_uri: str, model_uri: str, name: str, run_id: str, metrics:
     return str(version.version)
 
 
-def decide_champion(tracking_uri: str, name: str, version: str, policy: str, metric: str = "test_acc",
-                    min_improvement: float = 0.0) -> str:
+def decide_champion(
+    tracking_uri: str, name: str, version: str, policy: str, metric: str = "test_acc", min_improvement: float = 0.0
+) -> str:
     """Move `champion` to version per policy (if_better | always | never); return the decision text."""
     c = tracking.client(tracking_uri)
     new = float(c.get_model_version(name, version).tags.get(metric, "nan"))
@@ -98,20 +99,31 @@ def versions(tracking_uri: str, name: str) -> list[dict[str, Any]]:
     try:
         model = c.get_registered_model(name)
     except Exception:
-        raise UserError(f"No registered model named {name!r} at {tracking_uri}; run a search first (registry.model_name).") from None
+        raise UserError(
+            f"No registered model named {name!r} at {tracking_uri}; run a search first (registry.model_name)."
+        ) from None
     aliases: dict[str, list[str]] = {}
     for alias, ver in (model.aliases or {}).items():
         aliases.setdefault(str(ver), []).append(alias)
     rows = []
     for mv in sorted(c.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
-        rows.append({"version": mv.version, "aliases": ",".join(sorted(aliases.get(str(mv.version), []))) or "-",
-                     "test_acc": mv.tags.get("test_acc", "-"), "run_id": mv.run_id, "decision": mv.tags.get(schema.TAG_DECISION, "-")})
+        rows.append(
+            {
+                "version": mv.version,
+                "aliases": ",".join(sorted(aliases.get(str(mv.version), []))) or "-",
+                "test_acc": mv.tags.get("test_acc", "-"),
+                "run_id": mv.run_id,
+                "decision": mv.tags.get(schema.TAG_DECISION, "-"),
+            }
+        )
     return rows
 
 
 @cli
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m raymlops.registry", description="List, promote and roll back registered models.")
+    parser = argparse.ArgumentParser(
+        prog="python -m raymlops.registry", description="List, promote and roll back registered models."
+    )
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///.raymlops/mlflow.db"))
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="versions, aliases and test metrics").add_argument("name")
@@ -129,7 +141,9 @@ def main(argv: list[str]) -> None:
         except UserError:
             raise
         except Exception as err:
-            raise UserError(f"Cannot promote {args.name} v{args.version}: {err}. See python -m raymlops.registry list {args.name}.") from None
+            raise UserError(
+                f"Cannot promote {args.name} v{args.version}: {err}. See python -m raymlops.registry list {args.name}."
+            ) from None
         print(f"{args.name}: champion -> v{args.version}")
     else:
         print(f"{args.name}: champion rolled back to v{rollback(args.tracking_uri, args.name)}")

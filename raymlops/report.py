@@ -10,7 +10,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def summarize(results: Any, metric: str, mode: str, space_keys: list[str]) -> list[dict[str, Any]]:
@@ -22,11 +22,17 @@ def summarize(results: Any, metric: str, mode: str, space_keys: list[str]) -> li
             continue
         df = r.metrics_dataframe
         curve = df[["epoch", metric]].dropna().values.tolist() if df is not None and "epoch" in df else []
-        rows.append({
-            "trial_id": m.get("trial_id", ""), metric: float(m[metric]), "epochs": int(m.get("epoch", len(curve))),
-            **{k: r.config.get(k) for k in space_keys}, "mlflow_run_id": m.get("mlflow_run_id", ""),
-            "status": "error" if r.error else "ok", "curve": curve,
-        })
+        rows.append(
+            {
+                "trial_id": m.get("trial_id", ""),
+                metric: float(m[metric]),
+                "epochs": int(m.get("epoch", len(curve))),
+                **{k: r.config.get(k) for k in space_keys},
+                "mlflow_run_id": m.get("mlflow_run_id", ""),
+                "status": "error" if r.error else "ok",
+                "curve": curve,
+            }
+        )
     sign = -1 if mode == "max" else 1
     rows.sort(key=lambda row: sign * row[metric])
     return rows
@@ -56,8 +62,17 @@ def learning_curves(rows: list[dict[str, Any]], metric: str, max_epochs: int, pa
             continue
         xs, ys = zip(*row["curve"], strict=True)
         stopped = row["epochs"] < max_epochs
-        ax.plot(xs, ys, marker="o", ms=3, lw=1.2 if not stopped else 0.8, ls="--" if stopped else "-",
-                alpha=0.95 if i == 0 else 0.6, label=f"best: {row['trial_id']}" if i == 0 else None, color="C3" if i == 0 else None)
+        ax.plot(
+            xs,
+            ys,
+            marker="o",
+            ms=3,
+            lw=1.2 if not stopped else 0.8,
+            ls="--" if stopped else "-",
+            alpha=0.95 if i == 0 else 0.6,
+            label=f"best: {row['trial_id']}" if i == 0 else None,
+            color="C3" if i == 0 else None,
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     ax.set_xlim(0.5, max_epochs + 0.5)
@@ -90,7 +105,7 @@ def param_plots(rows: list[dict[str, Any]], metric: str, space_keys: list[str], 
         ax.set_xlabel(key)
         ax.set_ylabel(f"final {metric}")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(space_keys):]:
+    for ax in list(axes.flat)[len(space_keys) :]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -27,7 +27,9 @@ def validate_space(config: dict[str, Any]) -> None:
     for key, spec in space.items():
         where = f"search_space['{key}']"
         if key not in known:
-            raise UserError(f"{where}: '{key}' is not a config key a trial can override (e.g. optim.lr, train.batch_size, model.name).")
+            raise UserError(
+                f"{where}: '{key}' is not a config key a trial can override (e.g. optim.lr, train.batch_size, model.name)."
+            )
         if not isinstance(spec, dict) or "type" not in spec:
             raise UserError(f"{where} must look like {{type: loguniform, lower: 1e-4, upper: 1e-1}}, got {spec!r}.")
         kind = spec["type"]
@@ -36,7 +38,9 @@ def validate_space(config: dict[str, Any]) -> None:
         missing = [a for a in _REQUIRED[kind] if a not in spec]
         extra = sorted(set(spec) - {"type", *_REQUIRED[kind]})
         if missing or extra:
-            raise UserError(f"{where}: type {kind} takes {', '.join(_REQUIRED[kind])}; missing {missing or 'none'}, unexpected {extra or 'none'}.")
+            raise UserError(
+                f"{where}: type {kind} takes {', '.join(_REQUIRED[kind])}; missing {missing or 'none'}, unexpected {extra or 'none'}."
+            )
         if kind == "choice":
             if not isinstance(spec["values"], list) or not spec["values"]:
                 raise UserError(f"{where}: values must be a non-empty list, e.g. values: [64, 128, 256].")
@@ -46,7 +50,9 @@ def validate_space(config: dict[str, Any]) -> None:
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lower, upper)):
             raise UserError(f"{where}: lower and upper must be numbers, got lower={lower!r}, upper={upper!r}.")
         if lower >= upper:
-            raise UserError(f"{where}: lower={lower} must be < upper={upper}, e.g. lower: {min(lower, upper)}, upper: {max(lower, upper)}.")
+            raise UserError(
+                f"{where}: lower={lower} must be < upper={upper}, e.g. lower: {min(lower, upper)}, upper: {max(lower, upper)}."
+            )
         if kind == "loguniform" and lower <= 0:
             raise UserError(f"{where}: loguniform needs lower > 0 (got {lower}); e.g. lower: 1e-5, or use type: uniform.")
         if kind == "randint" and not (isinstance(lower, int) and isinstance(upper, int)):
@@ -57,8 +63,15 @@ def validate_space(config: dict[str, Any]) -> None:
 
 def _check_choice_values(key: str, values: list[Any], where: str, num_workers: int) -> None:
     if key == "train.batch_size" and any(not isinstance(v, int) or v <= 0 or v % num_workers for v in values):
-        raise UserError(f"{where}: every batch size must be a positive multiple of scaling.num_workers={num_workers}, got {values}.")
-    allowed = {"model.name": schema.MODELS, "optim.name": schema.OPTIMIZERS, "data.name": schema.DATASETS, "train.lr_schedule": schema.LR_SCHEDULES}
+        raise UserError(
+            f"{where}: every batch size must be a positive multiple of scaling.num_workers={num_workers}, got {values}."
+        )
+    allowed = {
+        "model.name": schema.MODELS,
+        "optim.name": schema.OPTIMIZERS,
+        "data.name": schema.DATASETS,
+        "train.lr_schedule": schema.LR_SCHEDULES,
+    }
     if key in allowed:
         bad = [v for v in values if v not in allowed[key]]
         if bad:

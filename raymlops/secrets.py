@@ -33,9 +33,7 @@ def redact_uri(text: str) -> str:
 def redact_text(text: str) -> str:
     """Redact URI credentials, `password=...`-style pairs and the values of secret env vars."""
     out = redact_uri(text)
-    out = _INLINE_SECRET.sub(
-        lambda m: m.group(0) if not is_secret_key(m["key"]) else f"{m['key']}{m['sep']}{REDACTED}", out
-    )
+    out = _INLINE_SECRET.sub(lambda m: m.group(0) if not is_secret_key(m["key"]) else f"{m['key']}{m['sep']}{REDACTED}", out)
     for name in list(os.environ):  # not .items(): other threads (MLflow) edit the environment
         value = os.environ.get(name)
         if value and len(value) >= 4 and is_secret_key(name) and value in out:

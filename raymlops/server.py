@@ -42,8 +42,14 @@ def _as_postgres(cmd: list[str], **kwargs: object) -> subprocess.CompletedProces
     try:
         return subprocess.run(cmd, check=True, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload, no-any-return]
     except subprocess.CalledProcessError as err:
-        hint = " (as root, PostgreSQL runs as the postgres user: every folder above --state must be world-executable)" if os.geteuid() == 0 else ""
-        raise UserError(f"{Path(cmd[-1] if os.geteuid() else cmd[4]).name} failed{hint}: {(err.stderr or err.stdout or '').strip()[-800:]}") from None
+        hint = (
+            " (as root, PostgreSQL runs as the postgres user: every folder above --state must be world-executable)"
+            if os.geteuid() == 0
+            else ""
+        )
+        raise UserError(
+            f"{Path(cmd[-1] if os.geteuid() else cmd[4]).name} failed{hint}: {(err.stderr or err.stdout or '').strip()[-800:]}"
+        ) from None
 
 
 def start_postgres(state: Path, port: int) -> str:
@@ -59,10 +65,36 @@ def start_postgres(state: Path, port: int) -> str:
         _as_postgres([pg_bin("initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8"])
     if _pg_running(data):
         return _pg_uri(port)
-    _as_postgres([pg_bin("pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-t", "60", "start",
-                  "-o", f"-c listen_addresses={HOST} -p {port} -k {sock}"])
-    exists = _as_postgres([pg_bin("psql"), "-h", HOST, "-p", str(port), "-U", "mlflow", "-d", "postgres", "-tAc",
-                           "SELECT 1 FROM pg_database WHERE datname='mlflow'"]).stdout.strip()
+    _as_postgres(
+        [
+            pg_bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(data / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+            "-o",
+            f"-c listen_addresses={HOST} -p {port} -k {sock}",
+        ]
+    )
+    exists = _as_postgres(
+        [
+            pg_bin("psql"),
+            "-h",
+            HOST,
+            "-p",
+            str(port),
+            "-U",
+            "mlflow",
+            "-d",
+            "postgres",
+            "-tAc",
+            "SELECT 1 FROM pg_database WHERE datname='mlflow'",
+        ]
+    ).stdout.strip()
     if exists != "1":
         _as_postgres([pg_bin("createdb"), "-h", HOST, "-p", str(port), "-U", "mlflow", "mlflow"])
     return _pg_uri(port)
@@ -72,7 +104,10 @@ def _pg_running(data: Path) -> bool:
     if not (data / "postmaster.pid").is_file():
         return False
     cmd = [pg_bin("pg_ctl"), "-D", str(data), "status"]
-    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd, capture_output=True).returncode == 0
+    return (
+        subprocess.run(["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd, capture_output=True).returncode
+        == 0
+    )
 
 
 def _pg_uri(port: int) -> str:
@@ -84,17 +119,32 @@ def start_mlflow(state: Path, port: int, backend: str, artifacts: str | None, au
     if pid_file.is_file() and _alive(int(pid_file.read_text())):
         return
     destination = artifacts or str((state / "mlartifacts").resolve())
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend, "--serve-artifacts",
-           "--artifacts-destination", destination, "--host", HOST, "--port", str(port), "--workers", "2"]
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--serve-artifacts",
+        "--artifacts-destination",
+        destination,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+    ]
     env = dict(os.environ)
     if auth:
         user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
         if not user or not password:
             raise UserError("--auth needs the admin credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD.")
         ini = state / "basic_auth.ini"
-        ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{(state / 'basic_auth.db').resolve()}\n"
-                       f"admin_username = {user}\nadmin_password = {password}\nauthorization_function = "
-                       "mlflow.server.auth:authenticate_request_basic_auth\n")
+        ini.write_text(
+            f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{(state / 'basic_auth.db').resolve()}\n"
+            f"admin_username = {user}\nadmin_password = {password}\nauthorization_function = "
+            "mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
         ini.chmod(0o600)
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
         env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = env.get("MLFLOW_FLASK_SERVER_SECRET_KEY") or os.urandom(16).hex()
@@ -119,7 +169,9 @@ def wait_healthy(url: str, log_path: Path, proc: subprocess.Popen[bytes] | None 
             pass
         time.sleep(0.5)
     tail = log_path.read_text(errors="replace")[-1500:] if log_path.is_file() else ""
-    raise UserError(f"The MLflow server at {url} did not become healthy within {timeout_s:.0f}s. Log {log_path}:\n{redact_text(tail)}")
+    raise UserError(
+        f"The MLflow server at {url} did not become healthy within {timeout_s:.0f}s. Log {log_path}:\n{redact_text(tail)}"
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -150,13 +202,17 @@ def stop(state: Path) -> None:
 
 @cli
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m raymlops.server", description="PostgreSQL + MLflow tracking server on 127.0.0.1.")
+    parser = argparse.ArgumentParser(
+        prog="python -m raymlops.server", description="PostgreSQL + MLflow tracking server on 127.0.0.1."
+    )
     parser.add_argument("cmd", choices=["start", "stop", "status"])
     parser.add_argument("--state", default=".raymlops", help="folder for pgdata, artifacts, logs and pid files")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--pg-port", type=int, default=5433)
     parser.add_argument("--auth", action="store_true", help="MLflow basic auth; admin from MLFLOW_TRACKING_USERNAME/PASSWORD")
-    parser.add_argument("--artifacts-destination", default=None, help="e.g. s3://bucket/mlflow (MLFLOW_S3_ENDPOINT_URL for MinIO/S3-compatible)")
+    parser.add_argument(
+        "--artifacts-destination", default=None, help="e.g. s3://bucket/mlflow (MLFLOW_S3_ENDPOINT_URL for MinIO/S3-compatible)"
+    )
     args = parser.parse_args(argv)
     state = Path(args.state).resolve()
     state.mkdir(parents=True, exist_ok=True)
@@ -167,7 +223,9 @@ def main(argv: list[str]) -> None:
     elif args.cmd == "status":
         pid_file = state / "mlflow.pid"
         up = pid_file.is_file() and _alive(int(pid_file.read_text()))
-        print(f"mlflow server: {'running at ' + url if up else 'stopped'}; postgres: {'running' if _pg_running(state / 'pgdata') else 'stopped'}")
+        print(
+            f"mlflow server: {'running at ' + url if up else 'stopped'}; postgres: {'running' if _pg_running(state / 'pgdata') else 'stopped'}"
+        )
     else:
         backend = start_postgres(state, args.pg_port)
         start_mlflow(state, args.port, backend, args.artifacts_destination, args.auth)

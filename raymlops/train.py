@@ -15,9 +15,12 @@ def main(argv: list[str]) -> dict[str, float]:
     config = config_mod.compose(argv)  # Hydra compose + validation, before Ray starts
     config, _ = driver.start(config, argv, role="train")
     mcfg = config["mlflow"]
-    print(f"Training {config['model']['name']} on {config['data']['name']} with {config['scaling']['num_workers']} "
-          f"worker(s), gpu={config['runtime']['use_gpu']}; MLflow: {redact(mcfg['tracking_uri'])} "
-          f"experiment {mcfg['experiment_name']!r}", flush=True)
+    print(
+        f"Training {config['model']['name']} on {config['data']['name']} with {config['scaling']['num_workers']} "
+        f"worker(s), gpu={config['runtime']['use_gpu']}; MLflow: {redact(mcfg['tracking_uri'])} "
+        f"experiment {mcfg['experiment_name']!r}",
+        flush=True,
+    )
     metrics = driver.run_train_job(config)
     shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
     print(f"Finished epoch {metrics.get('epoch')}: {shown}; MLflow run {metrics.get('mlflow_run_id')}", flush=True)

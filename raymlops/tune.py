@@ -21,8 +21,11 @@ def main(argv: list[str]) -> dict[str, Any]:
     config, groups = driver.start(config, argv, role="search")
     summary = runner.run_search(config, groups)
     metric = config["tune"]["metric"]
-    print(f"Done: best {metric}={summary['best_' + metric]:.4f} "
-          f"(trial {summary['best_trial_id']}); MLflow parent run {summary['parent_run_id']}", flush=True)
+    print(
+        f"Done: best {metric}={summary['best_' + metric]:.4f} "
+        f"(trial {summary['best_trial_id']}); MLflow parent run {summary['parent_run_id']}",
+        flush=True,
+    )
     return summary
 
 

@@ -22,8 +22,12 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def pytest_configure(config: Any) -> None:
-    for mark in ("ray: needs the shared local Ray cluster", "slow: long-running", "cluster: starts extra servers or Ray nodes",
-                 "gpu: needs CUDA"):
+    for mark in (
+        "ray: needs the shared local Ray cluster",
+        "slow: long-running",
+        "cluster: starts extra servers or Ray nodes",
+        "gpu: needs CUDA",
+    ):
         config.addinivalue_line("markers", mark)
 
 
@@ -46,8 +50,14 @@ def ray_session() -> Any:
     if not ray.is_initialized():
         # The dashboard hosts the state API that Ray Train's PlacementGroupCleaner needs to free the
         # worker-group placement group of a DDP trial stopped by ASHA; without it they leak.
-        ray.init(num_cpus=2, include_dashboard=True, dashboard_port=0, object_store_memory=400 * 1024**2, logging_level="WARNING",
-                 runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}})
+        ray.init(
+            num_cpus=2,
+            include_dashboard=True,
+            dashboard_port=0,
+            object_store_memory=400 * 1024**2,
+            logging_level="WARNING",
+            runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}},
+        )
     yield ray
     ray.shutdown()
 

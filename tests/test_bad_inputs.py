@@ -56,23 +56,101 @@ def _cases(tmp: Path) -> list[tuple[str, str, list[str], list[str], float]]:
         ("negative_lr", "train", ["optim.lr=-0.1"], ["optim.lr=-0.1"], 30),
         ("zero_epochs", "tune", ["train.epochs=0"], ["train.epochs=0"], 30),
         ("negative_batch", "train", ["train.batch_size=-64"], ["train.batch_size=-64"], 30),
-        ("batch_not_divisible", "train", ["scaling.num_workers=3", "train.batch_size=64"], ["train.batch_size=64", "scaling.num_workers=3", "train.batch_size=63"], 30),
-        ("space_lower_ge_upper", "tune", ["+search_space.optim.lr={type:uniform,lower:0.5,upper:0.1}"], ["lower=0.5", "upper=0.1"], 30),
-        ("loguniform_nonpositive", "tune", ["+search_space.optim.lr={type:loguniform,lower:0,upper:0.1}"], ["loguniform", "lower > 0"], 30),
-        ("space_unknown_type", "tune", ["+search_space.optim.lr={type:normal,lower:0,upper:1}"], ["type='normal'", "loguniform"], 30),
-        ("space_unknown_key", "tune", ["+search_space.optim.betas={type:uniform,lower:0,upper:1}"], ["optim.betas", "optim.lr"], 30),
+        (
+            "batch_not_divisible",
+            "train",
+            ["scaling.num_workers=3", "train.batch_size=64"],
+            ["train.batch_size=64", "scaling.num_workers=3", "train.batch_size=63"],
+            30,
+        ),
+        (
+            "space_lower_ge_upper",
+            "tune",
+            ["+search_space.optim.lr={type:uniform,lower:0.5,upper:0.1}"],
+            ["lower=0.5", "upper=0.1"],
+            30,
+        ),
+        (
+            "loguniform_nonpositive",
+            "tune",
+            ["+search_space.optim.lr={type:loguniform,lower:0,upper:0.1}"],
+            ["loguniform", "lower > 0"],
+            30,
+        ),
+        (
+            "space_unknown_type",
+            "tune",
+            ["+search_space.optim.lr={type:normal,lower:0,upper:1}"],
+            ["type='normal'", "loguniform"],
+            30,
+        ),
+        (
+            "space_unknown_key",
+            "tune",
+            ["+search_space.optim.betas={type:uniform,lower:0,upper:1}"],
+            ["optim.betas", "optim.lr"],
+            30,
+        ),
         ("num_samples_zero", "tune", ["tune.num_samples=0"], ["tune.num_samples=0"], 30),
         ("metric_never_reported", "tune", ["tune.metric=accuracy"], ["tune.metric='accuracy'", "val_acc"], 30),
         ("unknown_experiment", "tune", ["+experiment=nope"], ["nope", "quickstart"], 30),
-        ("infeasible_workers", "train", ["scaling.num_workers=16", "train.batch_size=64", "ray.num_cpus=2", "ray.include_dashboard=false"], ["can never be scheduled", "scaling.num_workers"], 120),
-        ("infeasible_gpus", "tune", ["scaling.use_gpu=true", "ray.num_cpus=2", "ray.include_dashboard=false"], ["can never be scheduled", "use_gpu=false"], 120),
-        ("dataset_missing_offline", "train", ["data=cifar10", "data.download=false", f"data.root={tmp}/no-cifar"], [f"{tmp}/no-cifar", "data.name=imagefolder"], 60),
-        ("imagefolder_missing", "train", ["data=imagefolder", f"data.root={tmp}/missing"], ["does not exist", "train/<class>"], 30),
-        ("imagefolder_no_classes", "train", ["data=imagefolder", f"data.root={_image_tree(tmp / 'empty', [], [])}"], ["no class folders"], 30),
-        ("imagefolder_class_mismatch", "train", ["data=imagefolder", f"data.root={_image_tree(tmp / 'mismatch', ['cat', 'dog'], ['cat', 'cow'])}"], ["only in train: ['dog']", "only in test: ['cow']"], 30),
-        ("imagefolder_all_corrupt", "train", ["data=imagefolder", f"data.root={_image_tree(tmp / 'corrupt', ['cat'], ['cat'], corrupt=True)}"], ["No readable images", "0.png"], 30),
+        (
+            "infeasible_workers",
+            "train",
+            ["scaling.num_workers=16", "train.batch_size=64", "ray.num_cpus=2", "ray.include_dashboard=false"],
+            ["can never be scheduled", "scaling.num_workers"],
+            120,
+        ),
+        (
+            "infeasible_gpus",
+            "tune",
+            ["scaling.use_gpu=true", "ray.num_cpus=2", "ray.include_dashboard=false"],
+            ["can never be scheduled", "use_gpu=false"],
+            120,
+        ),
+        (
+            "dataset_missing_offline",
+            "train",
+            ["data=cifar10", "data.download=false", f"data.root={tmp}/no-cifar"],
+            [f"{tmp}/no-cifar", "data.name=imagefolder"],
+            60,
+        ),
+        (
+            "imagefolder_missing",
+            "train",
+            ["data=imagefolder", f"data.root={tmp}/missing"],
+            ["does not exist", "train/<class>"],
+            30,
+        ),
+        (
+            "imagefolder_no_classes",
+            "train",
+            ["data=imagefolder", f"data.root={_image_tree(tmp / 'empty', [], [])}"],
+            ["no class folders"],
+            30,
+        ),
+        (
+            "imagefolder_class_mismatch",
+            "train",
+            ["data=imagefolder", f"data.root={_image_tree(tmp / 'mismatch', ['cat', 'dog'], ['cat', 'cow'])}"],
+            ["only in train: ['dog']", "only in test: ['cow']"],
+            30,
+        ),
+        (
+            "imagefolder_all_corrupt",
+            "train",
+            ["data=imagefolder", f"data.root={_image_tree(tmp / 'corrupt', ['cat'], ['cat'], corrupt=True)}"],
+            ["No readable images", "0.png"],
+            30,
+        ),
         ("unreachable_tracker", "tune", [f"mlflow.tracking_uri={dead}"], ["unreachable", "make mlflow-server"], 30),
-        ("unwritable_storage", "tune", [f"storage_path={blocker}/results"], ["storage_path=", "not writable", "storage_path=/tmp"], 30),
+        (
+            "unwritable_storage",
+            "tune",
+            [f"storage_path={blocker}/results"],
+            ["storage_path=", "not writable", "storage_path=/tmp"],
+            30,
+        ),
         ("resume_nothing", "tune", ["tune.resume=true"], ["tune.resume=true", "no interrupted"], 30),
     ]
 
@@ -86,12 +164,23 @@ def _env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("bad")
-    base = [f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db", f"mlflow.artifact_location={tmp}/art", f"mlflow.spool_dir={tmp}/spool",
-            f"storage_path={tmp}/results"]
+    base = [
+        f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db",
+        f"mlflow.artifact_location={tmp}/art",
+        f"mlflow.spool_dir={tmp}/spool",
+        f"storage_path={tmp}/results",
+    ]
     jobs = []
     for case_id, entry, args, words, limit in _cases(tmp):
         keys = {a.split("=")[0] for a in args}
-        cmd = [sys.executable, "-m", f"raymlops.{entry}", "+experiment=smoke", *[b for b in base if b.split("=")[0] not in keys], *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            f"raymlops.{entry}",
+            "+experiment=smoke",
+            *[b for b in base if b.split("=")[0] not in keys],
+            *args,
+        ]
         if "+experiment=nope" in args:
             cmd.remove("+experiment=smoke")
         jobs.append((case_id, cmd, words, limit))
@@ -113,12 +202,35 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 CASE_IDS = [
-    "unknown_model", "unknown_dataset", "unknown_scheduler", "unknown_search_alg", "misspelled_key", "unknown_new_key",
-    "target_key_refused", "zero_lr", "negative_lr", "zero_epochs", "negative_batch", "batch_not_divisible", "space_lower_ge_upper",
-    "loguniform_nonpositive", "space_unknown_type", "space_unknown_key", "num_samples_zero", "metric_never_reported",
-    "unknown_experiment", "infeasible_workers", "infeasible_gpus", "dataset_missing_offline", "imagefolder_missing",
-    "imagefolder_no_classes", "imagefolder_class_mismatch", "imagefolder_all_corrupt", "unreachable_tracker",
-    "unwritable_storage", "resume_nothing",
+    "unknown_model",
+    "unknown_dataset",
+    "unknown_scheduler",
+    "unknown_search_alg",
+    "misspelled_key",
+    "unknown_new_key",
+    "target_key_refused",
+    "zero_lr",
+    "negative_lr",
+    "zero_epochs",
+    "negative_batch",
+    "batch_not_divisible",
+    "space_lower_ge_upper",
+    "loguniform_nonpositive",
+    "space_unknown_type",
+    "space_unknown_key",
+    "num_samples_zero",
+    "metric_never_reported",
+    "unknown_experiment",
+    "infeasible_workers",
+    "infeasible_gpus",
+    "dataset_missing_offline",
+    "imagefolder_missing",
+    "imagefolder_no_classes",
+    "imagefolder_class_mismatch",
+    "imagefolder_all_corrupt",
+    "unreachable_tracker",
+    "unwritable_storage",
+    "resume_nothing",
 ]
 
 
@@ -141,6 +253,12 @@ def test_bad_input(outcomes: dict[str, Any], case_id: str) -> None:
 
 def test_debug_flag_shows_traceback() -> None:
     env = {**_env(), "RAYMLOPS_DEBUG": "1"}
-    proc = subprocess.run([sys.executable, "-m", "raymlops.tune", "+experiment=smoke", "model.name=resnet50"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "raymlops.tune", "+experiment=smoke", "model.name=resnet50"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "UserError" in proc.stderr

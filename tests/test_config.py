@@ -12,11 +12,21 @@ from raymlops.errors import UserError
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-GROUP_CHOICES = [(g.name, p.stem) for g in sorted(CONF.iterdir()) if g.is_dir() and g.name != "experiment" for p in sorted(g.glob("*.yaml"))]
+GROUP_CHOICES = [
+    (g.name, p.stem) for g in sorted(CONF.iterdir()) if g.is_dir() and g.name != "experiment" for p in sorted(g.glob("*.yaml"))
+]
 
 
 def test_experiments_listed() -> None:
-    required = {"quickstart", "smoke", "cifar10_100trials", "cifar10_optuna", "cifar10_hyperband", "cifar100_resnet18", "fashion_mnist_quick"}
+    required = {
+        "quickstart",
+        "smoke",
+        "cifar10_100trials",
+        "cifar10_optuna",
+        "cifar10_hyperband",
+        "cifar100_resnet18",
+        "fashion_mnist_quick",
+    }
     assert required <= set(EXPERIMENTS)
 
 

@@ -15,8 +15,16 @@ def test_train_job_uses_the_gpu(ray_session: Any, store: dict[str, str]) -> None
     from raymlops import tracking
     from raymlops.train import main as train_main
 
-    metrics = train_main(overrides(store, "+experiment=smoke", "scaling.use_gpu=true", "scaling.gpus_per_worker=1",
-                                   "train.channels_last=true", "train.epochs=2"))
+    metrics = train_main(
+        overrides(
+            store,
+            "+experiment=smoke",
+            "scaling.use_gpu=true",
+            "scaling.gpus_per_worker=1",
+            "train.channels_last=true",
+            "train.epochs=2",
+        )
+    )
     run = tracking.client(store["mlflow.tracking_uri"]).get_run(metrics["mlflow_run_id"])
     assert run.data.params["scaling.use_gpu"] == "True"
     assert metrics["val_acc"] > 0.15

@@ -8,9 +8,9 @@ import pytest
 from conftest import overrides
 
 from raymlops import registry, tracking
-from raymlops.schema import ALIAS_CANDIDATE, ALIAS_CHAMPION, TAG_PARENT, TAG_ROLE, TAG_STOPPED_EARLY
 from raymlops.evaluate import main as evaluate_main
 from raymlops.registry import main as registry_main
+from raymlops.schema import ALIAS_CANDIDATE, ALIAS_CHAMPION, TAG_PARENT, TAG_ROLE, TAG_STOPPED_EARLY
 from raymlops.tune import main as tune_main
 
 pytestmark = pytest.mark.ray
@@ -31,9 +31,17 @@ def _check_search(uri: str, summary: dict[str, Any], n_trials: int, max_epochs: 
         assert steps and sorted(steps) == list(range(1, len(steps) + 1)), "no duplicated or missing epoch steps"
         stopped = child.data.tags[TAG_STOPPED_EARLY] == "true"
         assert stopped == (len(steps) < max_epochs)
-    paths = {a.path for a in c.list_artifacts(parent.info.run_id, "search")} | {a.path for a in c.list_artifacts(parent.info.run_id, "evaluation")}
-    for name in ("search/top_trials.csv", "search/top_trials.json", "search/learning_curves.png", "search/params_vs_metric.png",
-                 "evaluation/confusion_matrix.png", "evaluation/per_class_accuracy.json"):
+    paths = {a.path for a in c.list_artifacts(parent.info.run_id, "search")} | {
+        a.path for a in c.list_artifacts(parent.info.run_id, "evaluation")
+    }
+    for name in (
+        "search/top_trials.csv",
+        "search/top_trials.json",
+        "search/learning_curves.png",
+        "search/params_vs_metric.png",
+        "evaluation/confusion_matrix.png",
+        "evaluation/per_class_accuracy.json",
+    ):
         assert name in paths, name
     assert 0.0 <= parent.data.metrics["test_acc"] <= 1.0
     return children
@@ -41,10 +49,21 @@ def _check_search(uri: str, summary: dict[str, Any], n_trials: int, max_epochs: 
 
 @pytest.mark.parametrize(
     ("scheduler", "search_alg"),
-    [("asha", "random"), ("asha", "optuna"), ("hyperband", "random"), ("hyperband", "optuna"), ("fifo", "random"), ("fifo", "optuna")],
+    [
+        ("asha", "random"),
+        ("asha", "optuna"),
+        ("hyperband", "random"),
+        ("hyperband", "optuna"),
+        ("fifo", "random"),
+        ("fifo", "optuna"),
+    ],
 )
 def test_scheduler_by_search_alg(ray_session: Any, store: dict[str, str], scheduler: str, search_alg: str) -> None:
-    extra = [f"scheduler={scheduler}", f"search_alg={search_alg}", "search_alg.n_startup_trials=2"] if search_alg == "optuna" else [f"scheduler={scheduler}"]
+    extra = (
+        [f"scheduler={scheduler}", f"search_alg={search_alg}", "search_alg.n_startup_trials=2"]
+        if search_alg == "optuna"
+        else [f"scheduler={scheduler}"]
+    )
     summary = tune_main(overrides(store, "+experiment=smoke", "tune.num_samples=4", "train.epochs=3", *extra))
     uri = store["mlflow.tracking_uri"]
     _check_search(uri, summary, n_trials=4, max_epochs=3)
@@ -62,8 +81,17 @@ def test_ddp_trials_and_champion_policy(ray_session: Any, store: dict[str, str],
     children = _check_search(uri, first, n_trials=2, max_epochs=2)
     assert {ch.data.params["world_size"] for ch in children} == {"2"}
     # a deliberately weak second search (lr far too small, one epoch): kept as candidate only
-    second = tune_main(overrides(store, "+experiment=smoke", "tune.num_samples=1", "scheduler=fifo", "train.epochs=1",
-                                 "search_space={}", "optim.lr=1e-6"))
+    second = tune_main(
+        overrides(
+            store,
+            "+experiment=smoke",
+            "tune.num_samples=1",
+            "scheduler=fifo",
+            "train.epochs=1",
+            "search_space={}",
+            "optim.lr=1e-6",
+        )
+    )
     c = tracking.client(uri)
     assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CANDIDATE).version) == "2"
     assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version) == "1"
@@ -77,7 +105,9 @@ def test_ddp_trials_and_champion_policy(ray_session: Any, store: dict[str, str],
     assert result["test_acc"] == pytest.approx(c.get_run(first["parent_run_id"]).data.metrics["test_acc"], abs=1e-6)
     evals = c.search_runs([children[0].info.experiment_id], filter_string=f"tags.`{TAG_ROLE}` = 'evaluate'")
     assert len(evals) == 1 and {a.path for a in c.list_artifacts(evals[0].info.run_id, "evaluation")} == {
-        "evaluation/confusion_matrix.png", "evaluation/per_class_accuracy.json"}
+        "evaluation/confusion_matrix.png",
+        "evaluation/per_class_accuracy.json",
+    }
     capsys.readouterr()
     registry_main(["--tracking-uri", uri, "list", "raymlops-smoke"])
     listing = capsys.readouterr().out

@@ -35,8 +35,26 @@ def _state_dir(name: str) -> Path:
 
 
 def _server(cmd: str, state: Path, port: int, pg_port: int, *extra: str, env: dict[str, str] | None = None) -> None:
-    subprocess.run([sys.executable, "-m", "raymlops.server", cmd, "--state", str(state), "--port", str(port), "--pg-port", str(pg_port),
-                    *extra], check=True, cwd=REPO, env=env or os.environ.copy(), timeout=180, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "raymlops.server",
+            cmd,
+            "--state",
+            str(state),
+            "--port",
+            str(port),
+            "--pg-port",
+            str(pg_port),
+            *extra,
+        ],
+        check=True,
+        cwd=REPO,
+        env=env or os.environ.copy(),
+        timeout=180,
+        capture_output=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +69,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
 
 def _env(uri: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    }
     return {**env, "MLFLOW_TRACKING_URI": uri, **extra}
 
 
 def test_search_logs_to_the_postgres_backed_server(server: dict[str, Any], tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    args = [sys.executable, "-m", "raymlops.tune", "+experiment=smoke", "mlflow=server", "tune.num_samples=3", "tune.max_concurrent_trials=2",
-            f"storage_path={tmp_path}/results", f"mlflow.spool_dir={tmp_path}/spool", "ray.num_cpus=2", "ray.include_dashboard=false"]
+    args = [
+        sys.executable,
+        "-m",
+        "raymlops.tune",
+        "+experiment=smoke",
+        "mlflow=server",
+        "tune.num_samples=3",
+        "tune.max_concurrent_trials=2",
+        f"storage_path={tmp_path}/results",
+        f"mlflow.spool_dir={tmp_path}/spool",
+        "ray.num_cpus=2",
+        "ray.include_dashboard=false",
+    ]
     proc = subprocess.run(args, cwd=REPO, env=_env(server["uri"]), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     c = MlflowClient(server["uri"])
@@ -80,7 +111,10 @@ def test_search_logs_to_the_postgres_backed_server(server: dict[str, Any], tmp_p
     # data survives a restart of both processes
     _server("stop", server["state"], server["port"], server["pg_port"])
     _server("start", server["state"], server["port"], server["pg_port"])
-    assert MlflowClient(server["uri"]).get_run(parent.info.run_id).data.metrics["best_val_acc"] == parent.data.metrics["best_val_acc"]
+    assert (
+        MlflowClient(server["uri"]).get_run(parent.info.run_id).data.metrics["best_val_acc"]
+        == parent.data.metrics["best_val_acc"]
+    )
 
 
 def test_basic_auth_and_s3_artifacts(tmp_path: Path) -> None:
@@ -89,10 +123,18 @@ def test_basic_auth_and_s3_artifacts(tmp_path: Path) -> None:
     import requests
 
     s3_port, port, pg_port = _free_port(), _free_port(), _free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret", "AWS_DEFAULT_REGION": "us-east-1",
-             "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}"}
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    creds = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+    }
     admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "s3cret-Pa55word-xyz"}
     state = _state_dir("auth")
     try:
@@ -102,8 +144,13 @@ def test_basic_auth_and_s3_artifacts(tmp_path: Path) -> None:
                 break
             except requests.RequestException:
                 time.sleep(0.2)
-        s3 = boto3.client("s3", endpoint_url=creds["MLFLOW_S3_ENDPOINT_URL"], aws_access_key_id="testing",
-                          aws_secret_access_key="testing-secret", region_name="us-east-1")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=creds["MLFLOW_S3_ENDPOINT_URL"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing-secret",
+            region_name="us-east-1",
+        )
         s3.create_bucket(Bucket="mlflow")
         env = {**os.environ, **creds, **admin}
         _server("start", state, port, pg_port, "--auth", "--artifacts-destination", "s3://mlflow/artifacts", env=env)
@@ -127,8 +174,14 @@ def test_basic_auth_and_s3_artifacts(tmp_path: Path) -> None:
         assert any(k.endswith("note.txt") for k in keys), keys
         # wrong credentials: the CLI stops in seconds with a clear message and never prints the password
         bad = _env(uri, MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD="wrong-Pa55word-abc")
-        proc = subprocess.run([sys.executable, "-m", "raymlops.tune", "+experiment=smoke", "mlflow=server"], cwd=REPO, env=bad,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "raymlops.tune", "+experiment=smoke", "mlflow=server"],
+            cwd=REPO,
+            env=bad,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2 and "rejected the credentials" in proc.stderr
         assert "wrong-Pa55word-abc" not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
         assert admin["MLFLOW_TRACKING_PASSWORD"] not in (state / "mlflow.log").read_text()
