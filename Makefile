@@ -11,7 +11,7 @@ PG_PORT ?= 5433
 BENCH ?= all
 PYTEST_ARGS ?=
 
-.PHONY: help install quickstart tune train test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop submit ray-up-local clean
+.PHONY: help install quickstart tune train test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop submit clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'

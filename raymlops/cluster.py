@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from raymlops.errors import UserError
@@ -28,10 +29,21 @@ def connect(config: dict[str, Any]) -> None:
     # (MLflow flush included) instead of 2 s, after which Tune fails the next trial.
     # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S: the Train controller polls its workers every 2 s by default;
     # each DDP trial waits on that poll to start, per report and to finish (see `make bench BENCH=overhead`).
-    env_vars = {"PYTHONWARNINGS": "ignore::DeprecationWarning", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60",
-                "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")}
-    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
-                 "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "RAYMLOPS_DEBUG"):
+    env_vars = {
+        "PYTHONWARNINGS": "ignore::DeprecationWarning",
+        "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+        "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60",
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5"),
+    }
+    for name in (
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_S3_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+        "RAYMLOPS_DEBUG",
+    ):
         if os.environ.get(name):
             env_vars[name] = os.environ[name]
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "runtime_env": {"env_vars": env_vars}}
@@ -41,8 +53,12 @@ def connect(config: dict[str, Any]) -> None:
         # DDP trials need the dashboard: it serves the state API that Ray Train's PlacementGroupCleaner
         # uses to free the worker group of a trial stopped by ASHA; without it those CPUs leak.
         dashboard = bool(rcfg.get("include_dashboard", True)) or config["scaling"]["num_workers"] > 1
-        info = ray.init(num_cpus=rcfg.get("num_cpus"), include_dashboard=dashboard,
-                        dashboard_host=rcfg.get("dashboard_host", "127.0.0.1"), **kwargs)
+        info = ray.init(
+            num_cpus=rcfg.get("num_cpus"),
+            include_dashboard=dashboard,
+            dashboard_host=rcfg.get("dashboard_host", "127.0.0.1"),
+            **kwargs,
+        )
     where = f"joined {address}" if address else "started a local cluster"
     url = getattr(info, "dashboard_url", None)
     print(f"Ray {where}" + (f"; dashboard: http://{url}" if url else ""), flush=True)
@@ -55,7 +71,7 @@ def use_gpu(config: dict[str, Any]) -> bool:
     setting = config["scaling"]["use_gpu"]
     if setting != "auto":
         return bool(setting)
-    return ray.cluster_resources().get("GPU", 0) > 0 or (autoscaler_max().get("GPU", 0) > 0)
+    return ray.cluster_resources().get("GPU", 0) > 0 or (autoscaler_max(config).get("GPU", 0) > 0)
 
 
 def worker_resources(config: dict[str, Any], gpu: bool) -> dict[str, float]:
@@ -68,44 +84,81 @@ def worker_resources(config: dict[str, Any], gpu: bool) -> dict[str, float]:
     return res
 
 
-def autoscaler_max() -> dict[str, float]:
-    """Resources the autoscaler could reach (empty when no autoscaler is configured)."""
-    try:
-        from ray._private.state import state
+def autoscaler_node_types(config: dict[str, Any]) -> list[tuple[dict[str, float], int]]:
+    """(resources, most nodes) per node type the autoscaler may run; empty when none is known.
 
-        return dict(state.get_max_resources_from_cluster_config() or {})
-    except Exception:
-        return {}
+    Ray 2.60's open-source autoscalers do not publish their node types to the GCS, so the
+    cluster YAML the autoscaler was started with is read when it is on this machine:
+    `ray up` leaves it on the head at ~/ray_bootstrap_config.yaml (ray.autoscaling_config),
+    where `ray job submit` drivers run.
+    """
+    groups = _gcs_node_groups()
+    return groups or _yaml_node_types(config.get("ray", {}).get("autoscaling_config"))
 
 
-def _node_group_shapes() -> list[dict[str, float]]:
+def _gcs_node_groups() -> list[tuple[dict[str, float], int]]:
     try:
         from ray._private.state import state
 
         cfg = state.get_cluster_config()
-        return [dict(g.resources) for g in cfg.node_group_configs] if cfg else []
+        groups = cfg.node_group_configs if cfg else []
+        return [(dict(g.resources), g.max_count if g.max_count >= 0 else 10**6) for g in groups if g.max_count != 0]
     except Exception:
         return []
+
+
+def _yaml_node_types(path: str | None) -> list[tuple[dict[str, float], int]]:
+    file = Path(os.path.expanduser(path)) if path else None
+    if file is None or not file.is_file():
+        return []
+    try:
+        import yaml
+
+        cfg = yaml.safe_load(file.read_text()) or {}
+        head, cap = cfg.get("head_node_type"), int(cfg.get("max_workers", 10**6))  # max_workers: cluster-wide cap
+        out = []
+        for name, node_type in (cfg.get("available_node_types") or {}).items():
+            count = 1 if name == head else min(int(node_type.get("max_workers", cap)), cap)
+            resources = {str(k): float(v) for k, v in (node_type.get("resources") or {}).items()}
+            if count > 0 and resources:
+                out.append((resources, count))
+        return out
+    except Exception as err:  # a broken file must not stop a search that may not need it
+        log.warning("could not read the autoscaler's node types from %s: %s", file, err)
+        return []
+
+
+def autoscaler_max(config: dict[str, Any]) -> dict[str, float]:
+    """Resources the autoscaler could reach (empty when no autoscaler node types are known)."""
+    total: dict[str, float] = {}
+    for resources, count in autoscaler_node_types(config):
+        for key, value in resources.items():
+            total[key] = total.get(key, 0.0) + value * count
+    return total
 
 
 def max_parallel_groups(config: dict[str, Any], per_worker: dict[str, float]) -> int:
     """How many worker groups of scaling.num_workers x per_worker fit at once (0 = never).
 
     Counts per node (a worker's bundle cannot span nodes). With an autoscaler (scaling.autoscale
-    auto/true) the node types it may add count too.
+    auto/true) the node types it may add count too; scaling.autoscale=true with node types this
+    process cannot see (KubeRay, a driver off the head) trusts the autoscaler: as many groups as trials.
     """
     import ray
 
     n_workers = config["scaling"]["num_workers"]
     per_node = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+    slots = sum(min(int(node.get(k, 0) // v + 1e-9) for k, v in per_worker.items() if v > 0) for node in per_node)
     autoscale = config["scaling"].get("autoscale", "auto")
-    if autoscale is True or (autoscale == "auto" and autoscaler_max()):
-        shapes = _node_group_shapes()
-        limits = autoscaler_max()
-        if any(all(shape.get(k, 0) >= v for k, v in per_worker.items()) for shape in shapes):
+    if autoscale is not False:
+        types = autoscaler_node_types(config)
+        if any(all(shape.get(k, 0) >= v for k, v in per_worker.items()) for shape, _ in types):
+            limits = autoscaler_max(config)
             fits = min(int(limits.get(k, 0) // v) for k, v in per_worker.items() if v > 0)
             return max(1, fits // n_workers) if fits >= n_workers else 0
-    slots = sum(min(int(node.get(k, 0) // v + 1e-9) for k, v in per_worker.items() if v > 0) for node in per_node)
+        if autoscale is True and not types:
+            log.warning("scaling.autoscale=true: trusting the autoscaler to add nodes for %s x %s", n_workers, per_worker)
+            return max(slots // n_workers, int(config.get("tune", {}).get("num_samples", 1)), 1)
     return slots // n_workers
 
 

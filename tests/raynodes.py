@@ -1,0 +1,225 @@
+"""Ray nodes of our own for the cluster tests: start them, watch them, stop exactly them.
+
+Each `ray start --block` runs in a new session (setsid), so stopping kills that session's
+processes and nothing else on the machine (`ray stop` would end every Ray here, other people's
+included). Every fixed port comes from 46000-46999; the fake autoscaler's nodes pick free ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+PORT_RANGE = (46000, 46999)
+_handed_out: set[int] = set()
+
+
+def free_ports(n: int) -> list[int]:
+    """n ports from PORT_RANGE that are free now and were not handed out earlier in this process."""
+    ports: list[int] = []
+    for port in range(*PORT_RANGE):
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            _handed_out.update(ports)
+            return ports
+    raise RuntimeError(f"fewer than {n} free ports in {PORT_RANGE}")
+
+
+def node_env(**extra: str) -> dict[str, str]:
+    """The environment of our Ray processes: the venv first on PATH, because a job's `python`
+    entrypoint is looked up on the PATH that `ray start` had."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    return {
+        **env,
+        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONWARNINGS": "ignore::DeprecationWarning",
+        **extra,
+    }
+
+
+WORKER_PORTS = 24  # worker processes one node may run at once (Tune actors, job supervisor, drivers)
+PORTS_PER_NODE = 6 + WORKER_PORTS
+
+
+def node_ports(ports: list[int]) -> list[str]:
+    """Flags that pin every per-node port (a second raylet on this host needs its own) to PORTS_PER_NODE ports."""
+    names = [
+        "node-manager-port",
+        "object-manager-port",
+        "metrics-export-port",
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "runtime-env-agent-port",
+    ]
+    assert len(ports) == PORTS_PER_NODE, len(ports)
+    flags = [f"--{name}={port}" for name, port in zip(names, ports, strict=False)]
+    return [*flags, "--worker-port-list=" + ",".join(str(p) for p in ports[6:])]
+
+
+class RayNode:
+    """One `ray start --block` (head or worker) in its own session; stop() ends that session."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path):
+        self.log = log
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [str(VENV_BIN / "ray"), "start", "--block", "--disable-usage-stats", *args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=REPO,
+            )
+
+    def stop(self) -> None:
+        kill_session(self.proc.pid)
+        self.proc.wait(timeout=30)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text()[-chars:] if self.log.exists() else ""
+
+
+def kill_session(sid: int, grace_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL, every process of session `sid` (raylets, GCS, agents, workers)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _session_pids(sid)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while _session_pids(sid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not _session_pids(sid):
+            return
+
+
+def _session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == sid and _is_running(int(entry)):
+                    pids.append(int(entry))
+            except (ProcessLookupError, PermissionError):
+                pass
+    return pids
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def alive_nodes(gcs_address: str) -> dict[str, dict[str, float]]:
+    """node id (hex) -> total resources of every alive node, read from the GCS without ray.init."""
+    from ray._raylet import GcsClient
+    from ray.core.generated.gcs_pb2 import GcsNodeInfo
+
+    info = GcsClient(address=gcs_address).get_all_node_info(timeout=10)
+    return {node_id.hex(): dict(node.resources_total) for node_id, node in info.items() if node.state == GcsNodeInfo.ALIVE}
+
+
+def wait_for(predicate: Any, timeout_s: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:  # the GCS is not up yet
+            pass
+        time.sleep(0.5)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{tail}")
+
+
+class NodeWatcher(threading.Thread):
+    """Samples the alive nodes carrying `resource` every 0.5 s: the 0 -> N -> 0 curve."""
+
+    def __init__(self, gcs_address: str, resource: str):
+        super().__init__(daemon=True)
+        self.gcs_address, self.resource = gcs_address, resource
+        self.samples: list[tuple[float, frozenset[str]]] = []
+        self.seen: set[str] = set()
+        self._stop_event = threading.Event()
+
+    def current(self) -> frozenset[str]:
+        nodes = alive_nodes(self.gcs_address)
+        return frozenset(nid for nid, res in nodes.items() if res.get(self.resource, 0) > 0)
+
+    def run(self) -> None:
+        t0 = time.monotonic()
+        while not self._stop_event.is_set():
+            try:
+                now = self.current()
+                self.samples.append((time.monotonic() - t0, now))
+                self.seen |= now
+            except Exception:
+                pass
+            self._stop_event.wait(0.5)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=15)
+
+    @property
+    def peak(self) -> int:
+        return max((len(nodes) for _, nodes in self.samples), default=0)
+
+
+def short_temp_dir() -> Path:
+    """Ray's socket paths must stay under 107 characters: pytest's tmp_path is too deep."""
+    return Path(tempfile.mkdtemp(prefix="rmo", dir="/tmp"))
+
+
+def run_module(module: str, args: list[str], env: dict[str, str], cwd: Path, timeout_s: float) -> tuple[int, str]:
+    """`python -m module args` as a user would type it; returns (exit code, output). The output goes
+    to a file under cwd first, so a run that hangs still shows how far it got."""
+    log = cwd / f"{module}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_session(proc.pid)
+            code = -9
+    text = log.read_text()
+    if code == -9:
+        raise AssertionError(f"python -m {module} did not finish in {timeout_s:.0f} s:\n{text[-6000:]}")
+    return code, text
+
+
+def trial_nodes(storage_path: Path) -> dict[str, set[str]]:
+    """trial id -> node ids its reports came from, read from Tune's result.json files."""
+    out: dict[str, set[str]] = {}
+    for result in storage_path.glob("*/*/result.json"):
+        for line in result.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("node_id"):
+                out.setdefault(row["trial_id"], set()).add(row["node_id"])
+    return out

@@ -1,0 +1,111 @@
+"""Two Ray nodes on loopback: the laptop command with RAY_ADDRESS spreads trials over both, and
+`make submit` (`ray job submit --working-dir .`) runs the same search as a Ray job.
+
+Both nodes are `ray start` processes of our own (1 CPU each, every port pinned in 46000-46999),
+started with the venv first on PATH: a job's `python` entrypoint is looked up on the PATH that
+`ray start` had. They are stopped by session, never with `ray stop`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import overrides
+from raynodes import (
+    PORTS_PER_NODE,
+    REPO,
+    RayNode,
+    alive_nodes,
+    free_ports,
+    node_env,
+    node_ports,
+    run_module,
+    short_temp_dir,
+    trial_nodes,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Iterator[dict[str, Any]]:
+    """A head and a worker node, 1 CPU each, on 127.0.0.1: their GCS address, dashboard URL, node ids."""
+    gcs_port, dashboard_port, client_port, *ports = free_ports(3 + 2 * PORTS_PER_NODE)
+    gcs, tmp, env = f"127.0.0.1:{gcs_port}", short_temp_dir(), node_env()
+    head = RayNode(
+        [
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs_port}",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            f"--temp-dir={tmp}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}",
+            f"--ray-client-server-port={client_port}",
+            "--object-store-memory=100000000",
+            *node_ports(ports[:PORTS_PER_NODE]),
+        ],
+        env,
+        tmp / "head.log",
+    )
+    nodes = [head]
+    try:
+        wait_for(lambda: len(alive_nodes(gcs)) == 1, 60, "the head node", head.log)
+        # The second raylet on this host: same IP, its own ports and its own temp dir. Sharing the head's
+        # would share runtime_resources/: this node's agent replaces the job's unpacked working dir under it.
+        (tmp / "w").mkdir()
+        nodes.append(
+            RayNode(
+                [
+                    f"--address={gcs}",
+                    "--node-ip-address=127.0.0.1",
+                    "--num-cpus=1",
+                    "--num-gpus=0",
+                    f"--temp-dir={tmp / 'w'}",
+                    "--object-store-memory=100000000",
+                    *node_ports(ports[PORTS_PER_NODE:]),
+                ],
+                env,
+                tmp / "worker.log",
+            )
+        )
+        wait_for(lambda: len(alive_nodes(gcs)) == 2, 60, "the second node", nodes[1].log)
+        yield {"gcs": gcs, "dashboard": f"http://127.0.0.1:{dashboard_port}", "nodes": set(alive_nodes(gcs))}
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_search_with_ray_address_spreads_trials_over_both_nodes(
+    two_nodes: dict[str, Any], store: dict[str, str], tmp_path: Path
+) -> None:
+    args = overrides(store, "+experiment=smoke", "tune.num_samples=4", "evaluate.enabled=false")
+    code, out = run_module("raymlops.tune", args, node_env(RAY_ADDRESS=two_nodes["gcs"]), tmp_path, timeout_s=180)
+    assert code == 0, out[-6000:]
+    assert "joined" in out and "2 at a time" in out, out[:2000]
+    ran_on = trial_nodes(Path(store["storage_path"]))
+    assert len(ran_on) == 4, ran_on
+    used = set().union(*ran_on.values())
+    assert used == two_nodes["nodes"], f"trials ran on {used}; the cluster's nodes are {two_nodes['nodes']}"
+
+
+def test_make_submit_runs_the_search_as_a_ray_job(two_nodes: dict[str, Any], store: dict[str, str]) -> None:
+    # `make -o install`: the suite already runs inside the installed venv; don't re-check it here.
+    args = " ".join(overrides(store, "tune.num_samples=2", "evaluate.enabled=false"))
+    cmd = ["make", "-s", "-o", "install", "submit", "EXP=smoke", f"RAY_ADDRESS={two_nodes['dashboard']}", f"ARGS={args}"]
+    proc = subprocess.run(cmd, cwd=REPO, env=node_env(), capture_output=True, text=True, timeout=240)
+    out = proc.stdout + proc.stderr
+    (Path(store["storage_path"]).parent / "submit.log").write_text(out)
+    assert proc.returncode == 0, out[-6000:]
+    assert "succeeded" in out.lower(), out[-3000:]
+    assert "Done: best val_acc=" in out, "the job's own output streams back to the submitter"
+    ran_on = trial_nodes(Path(store["storage_path"]))
+    assert len(ran_on) == 2 and set().union(*ran_on.values()) == two_nodes["nodes"], ran_on
