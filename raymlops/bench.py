@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -45,7 +46,7 @@ def _ray(num_cpus: int = 2) -> None:
             num_cpus=num_cpus,
             include_dashboard=True,
             dashboard_port=0,
-            logging_level="ERROR",
+            logging_level=logging.ERROR,
             runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}},
         )
 
@@ -114,7 +115,7 @@ def _bare_tune(n: int, storage: str) -> dict[str, float]:
         run_config=tune.RunConfig(storage_path=storage, verbose=0),
     )
     results = tuner.fit()
-    return {"train_s": sum(float(r.metrics_dataframe["epoch_time_s"].sum()) for r in results)}
+    return {"train_s": float(sum(float(results[i].metrics_dataframe["epoch_time_s"].sum()) for i in range(len(results))))}
 
 
 def _raymlops_search(extra: list[str], tmp: str) -> dict[str, float]:

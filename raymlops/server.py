@@ -29,7 +29,8 @@ HOST = "127.0.0.1"
 
 def pg_bin(name: str) -> str:
     """A PostgreSQL server binary (Debian keeps them in /usr/lib/postgresql/<version>/bin)."""
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or ([shutil.which(name)] if shutil.which(name) else [])
+    on_path = shutil.which(name)
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or ([on_path] if on_path else [])
     if not found:
         raise UserError(f"PostgreSQL's {name} was not found. Install Debian's package: apt-get install -y postgresql")
     return str(found[-1])
