@@ -115,7 +115,11 @@ def _bare_tune(n: int, storage: str) -> dict[str, float]:
         run_config=tune.RunConfig(storage_path=storage, verbose=0),
     )
     results = tuner.fit()
-    return {"train_s": float(sum(float(results[i].metrics_dataframe["epoch_time_s"].sum()) for i in range(len(results))))}
+    train_s = 0.0
+    for i in range(len(results)):
+        frame: Any = results[i].metrics_dataframe
+        train_s += float(frame["epoch_time_s"].sum())
+    return {"train_s": train_s}
 
 
 def _raymlops_search(extra: list[str], tmp: str) -> dict[str, float]:

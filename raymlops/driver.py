@@ -59,10 +59,17 @@ def start(config: dict[str, Any], argv: list[str], role: str) -> tuple[dict[str,
     groups = cluster.check_feasible(config, per_worker)
     mcfg = config["mlflow"]
     experiment_id = tracking.ensure_experiment(mcfg["tracking_uri"], mcfg["experiment_name"], mcfg.get("artifact_location"))
-    config = {**config, "runtime": {
-        "tracking_uri": mcfg["tracking_uri"], "experiment_id": experiment_id, "use_gpu": gpu,
-        "per_worker": per_worker, "lineage": tracking.lineage(config, argv), "role": role,
-    }}
+    config = {
+        **config,
+        "runtime": {
+            "tracking_uri": mcfg["tracking_uri"],
+            "experiment_id": experiment_id,
+            "use_gpu": gpu,
+            "per_worker": per_worker,
+            "lineage": tracking.lineage(config, argv),
+            "role": role,
+        },
+    }
     return config, groups
 
 
@@ -70,7 +77,9 @@ def run_config_for_train(config: dict[str, Any], name: str, storage_path: str, c
     import ray.train
 
     return ray.train.RunConfig(
-        name=name, storage_path=storage_path, callbacks=callbacks,
+        name=name,
+        storage_path=storage_path,
+        callbacks=callbacks,
         failure_config=ray.train.FailureConfig(max_failures=config["train"]["max_failures"]),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config["checkpoint"]["num_to_keep"]),
         logging_config=_quiet_logging(),  # type: ignore[call-arg]  # Train V2's RunConfig (the default since 2.51)
@@ -93,8 +102,11 @@ def torch_trainer(config: dict[str, Any], name: str, storage_path: str, callback
     rt, scaling = config["runtime"], config["scaling"]
     resources = dict(rt["per_worker"])
     return TorchTrainer(
-        train_loop_per_worker, train_loop_config=config,
-        scaling_config=ray.train.ScalingConfig(num_workers=scaling["num_workers"], use_gpu=rt["use_gpu"], resources_per_worker=resources),
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=scaling["num_workers"], use_gpu=rt["use_gpu"], resources_per_worker=resources
+        ),
         run_config=run_config_for_train(config, name, storage_path, callbacks),
     )
 
@@ -119,8 +131,13 @@ def run_trial(params: dict[str, Any], base: dict[str, Any]) -> None:
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     config = apply_overrides(base, params)
-    config["runtime"] = {**config["runtime"], "run_key": f"{base['runtime']['search_key']}/{trial_id}",
-                         "run_name": ctx.get_trial_name(), "role": "trial", "log_model": False}
+    config["runtime"] = {
+        **config["runtime"],
+        "run_key": f"{base['runtime']['search_key']}/{trial_id}",
+        "run_name": ctx.get_trial_name(),
+        "role": "trial",
+        "log_model": False,
+    }
     if in_process(config):
         run_training(config, _tune_session(config))
         return
@@ -147,8 +164,13 @@ def _tune_session(config: dict[str, Any]) -> Session:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
 
     gpu = config["runtime"]["use_gpu"] and torch.cuda.is_available()
-    return Session(rank=0, world_size=1, device=torch.device("cuda" if gpu else "cpu"), report=report,
-                   restore_dirs=checkpoint_candidates(ckpt.path) if ckpt else [])
+    return Session(
+        rank=0,
+        world_size=1,
+        device=torch.device("cuda" if gpu else "cpu"),
+        report=report,
+        restore_dirs=checkpoint_candidates(ckpt.path) if ckpt else [],
+    )
 
 
 def trial_resources(config: dict[str, Any]) -> Any:

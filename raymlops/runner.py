@@ -72,7 +72,9 @@ class TrialBookkeeper(Callback):
         if "epoch" in result:
             self.points[trial.trial_id][int(result["epoch"])] = {k: result[k] for k in schema.EPOCH_METRICS if k in result}
         value = result.get(self.metric)
-        if isinstance(value, (int, float)) and (self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])):
+        if isinstance(value, (int, float)) and (
+            self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])
+        ):
             self.best = (float(value), trial.trial_id)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -95,7 +97,9 @@ class TrialBookkeeper(Callback):
             logged = tracking.logged_steps(self.uri, run_id, "val_acc")
         except Exception:
             logged = set()
-        logger = tracking.RunLogger(self.uri, run_id, spool_dir=self.mlflow_cfg["spool_dir"], retry_seconds=self.mlflow_cfg["retry_seconds"])
+        logger = tracking.RunLogger(
+            self.uri, run_id, spool_dir=self.mlflow_cfg["spool_dir"], retry_seconds=self.mlflow_cfg["retry_seconds"]
+        )
         for epoch, point in sorted(self.points.get(trial.trial_id, {}).items()):
             if epoch not in logged:  # reported to Tune, missing in MLflow: write it back once
                 logger.log_metrics(point, step=epoch)
@@ -107,8 +111,11 @@ class TrialBookkeeper(Callback):
         running = sum(1 for t in trials if t.status == "RUNNING" and t is not ended)
         best = f"best {self.metric}={self.best[0]:.4f} ({self.best[1]})" if self.best else "no result yet"
         d = self.done
-        print(f"[{time.monotonic() - self.started:6.0f}s] {event} | {sum(d.values())}/{self.num_samples} done "
-              f"({d['finished']} finished, {d['stopped']} stopped early, {d['errored']} failed), {running} running | {best}", flush=True)
+        print(
+            f"[{time.monotonic() - self.started:6.0f}s] {event} | {sum(d.values())}/{self.num_samples} done "
+            f"({d['finished']} finished, {d['stopped']} stopped early, {d['errored']} failed), {running} running | {best}",
+            flush=True,
+        )
 
     def flush(self) -> None:
         for logger in self.loggers:
@@ -126,33 +133,61 @@ def run_search(config: dict[str, Any], groups: int) -> dict[str, Any]:
     if config["tune"]["resume"] not in (False, None, "false"):
         check_resumable(config, name)
     tcfg, rt, mcfg = config["tune"], config["runtime"], config["mlflow"]
-    parent_id = tracking.find_or_create_run(rt["tracking_uri"], rt["experiment_id"], name, name,
-                                            {schema.TAG_ROLE: "search", **rt["lineage"]})
+    parent_id = tracking.find_or_create_run(
+        rt["tracking_uri"], rt["experiment_id"], name, name, {schema.TAG_ROLE: "search", **rt["lineage"]}
+    )
     parent = tracking.RunLogger(rt["tracking_uri"], parent_id, spool_dir=mcfg["spool_dir"], retry_seconds=mcfg["retry_seconds"])
     _log_search_config(parent, config, rt["tracking_uri"], parent_id)
     concurrency = min(tcfg["max_concurrent_trials"] or groups, tcfg["num_samples"])
-    print(f"Search {name}: {tcfg['num_samples']} trials, {config['scheduler']['name']} + {config['search_alg']['name']}, "
-          f"{concurrency} at a time, {config['scaling']['num_workers']} worker(s) per trial; MLflow parent run {parent_id}\n"
-          f"  Browse: mlflow ui --backend-store-uri {_ui_uri(rt['tracking_uri'])} --host 127.0.0.1", flush=True)
+    print(
+        f"Search {name}: {tcfg['num_samples']} trials, {config['scheduler']['name']} + {config['search_alg']['name']}, "
+        f"{concurrency} at a time, {config['scaling']['num_workers']} worker(s) per trial; MLflow parent run {parent_id}\n"
+        f"  Browse: mlflow ui --backend-store-uri {_ui_uri(rt['tracking_uri'])} --host 127.0.0.1",
+        flush=True,
+    )
 
-    base = {**config, "runtime": {**rt, "search_key": name, "parent_run_id": parent_id,
-                                  "search_storage": os.path.join(config["storage_path"], name)}}
-    keeper = TrialBookkeeper(rt["tracking_uri"], tcfg["metric"], tcfg["mode"], config["train"]["epochs"], tcfg["num_samples"], mcfg)
+    base = {
+        **config,
+        "runtime": {
+            **rt,
+            "search_key": name,
+            "parent_run_id": parent_id,
+            "search_storage": os.path.join(config["storage_path"], name),
+        },
+    }
+    keeper = TrialBookkeeper(
+        rt["tracking_uri"], tcfg["metric"], tcfg["mode"], config["train"]["epochs"], tcfg["num_samples"], mcfg
+    )
     trainable = tune.with_resources(tune.with_parameters(run_trial, base=base), trial_resources(config))
     run_config = tune.RunConfig(
-        name=name, storage_path=config["storage_path"], callbacks=[keeper], verbose=0,
+        name=name,
+        storage_path=config["storage_path"],
+        callbacks=[keeper],
+        verbose=0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=config["checkpoint"]["num_to_keep"]),
         failure_config=tune.FailureConfig(max_failures=config["train"]["max_failures"]),
     )
     path = os.path.join(config["storage_path"], name)
     if config["tune"]["resume"] not in (False, None, "false"):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=search.param_space(config))
+        tuner = tune.Tuner.restore(
+            path, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=search.param_space(config)
+        )
         print(f"Resuming search {name} from {path}", flush=True)
     else:
-        tuner = tune.Tuner(trainable, param_space=search.param_space(config), run_config=run_config, tune_config=tune.TuneConfig(
-            metric=tcfg["metric"], mode=tcfg["mode"], num_samples=tcfg["num_samples"], max_concurrent_trials=concurrency,
-            scheduler=search.build_scheduler(config), search_alg=search.build_search_alg(config, concurrency),
-            reuse_actors=tcfg["reuse_actors"] and in_process(config)))
+        tuner = tune.Tuner(
+            trainable,
+            param_space=search.param_space(config),
+            run_config=run_config,
+            tune_config=tune.TuneConfig(
+                metric=tcfg["metric"],
+                mode=tcfg["mode"],
+                num_samples=tcfg["num_samples"],
+                max_concurrent_trials=concurrency,
+                scheduler=search.build_scheduler(config),
+                search_alg=search.build_search_alg(config, concurrency),
+                reuse_actors=tcfg["reuse_actors"] and in_process(config),
+            ),
+        )
     results = tuner.fit()
     keeper.flush()
     return finish(config, base["runtime"], results, parent, name)
@@ -163,8 +198,14 @@ def _ui_uri(uri: str) -> str:
 
 
 def _log_search_config(parent: tracking.RunLogger, config: dict[str, Any], uri: str, parent_id: str) -> None:
-    parent.log_params({**tracking.config_params(config), "search.scheduler": config["scheduler"]["name"],
-                       "search.algorithm": config["search_alg"]["name"], "search.space": json.dumps(config.get("search_space") or {})})
+    parent.log_params(
+        {
+            **tracking.config_params(config),
+            "search.scheduler": config["scheduler"]["name"],
+            "search.algorithm": config["search_alg"]["name"],
+            "search.space": json.dumps(config.get("search_space") or {}),
+        }
+    )
     parent.flush()
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "search_config.json"
@@ -187,10 +228,18 @@ def finish(config: dict[str, Any], rt: dict[str, Any], results: Any, parent: tra
     if not rows:
         parent.close("FAILED")
         first = errors[0].error if errors else "no trial reported a metric"
-        raise UserError(f"No trial of search {name} produced {metric}: {first}. See the Ray logs under {config['storage_path']}/{name}.")
+        raise UserError(
+            f"No trial of search {name} produced {metric}: {first}. See the Ray logs under {config['storage_path']}/{name}."
+        )
     best = rows[0]
-    summary = {"search": name, "parent_run_id": parent.run_id, f"best_{metric}": best[metric], "best_trial_id": best["trial_id"],
-               "trials": len(rows), "errored": len(errors)}
+    summary = {
+        "search": name,
+        "parent_run_id": parent.run_id,
+        f"best_{metric}": best[metric],
+        "best_trial_id": best["trial_id"],
+        "trials": len(rows),
+        "errored": len(errors),
+    }
     parent.log_metrics({f"best_{metric}": best[metric], "trials_completed": len(rows), "trials_errored": len(errors)}, step=0)
     parent.set_tags({"best_trial_id": best["trial_id"], "best_run_id": best["mlflow_run_id"]})
     parent.flush()
@@ -211,7 +260,9 @@ def finish(config: dict[str, Any], rt: dict[str, Any], results: Any, parent: tra
     return summary
 
 
-def evaluate_and_register(config: dict[str, Any], rt: dict[str, Any], result: Any, best: dict[str, Any], parent_id: str) -> dict[str, Any]:
+def evaluate_and_register(
+    config: dict[str, Any], rt: dict[str, Any], result: Any, best: dict[str, Any], parent_id: str
+) -> dict[str, Any]:
     """Test-set evaluation of the best trial's final checkpoint, logged model, registry alias."""
     import torch
 
@@ -236,15 +287,29 @@ def evaluate_and_register(config: dict[str, Any], rt: dict[str, Any], result: An
     child = best["mlflow_run_id"]
     log_evaluation(rt["tracking_uri"], [parent_id, child], evaluation)
     out: dict[str, Any] = {"test_acc": evaluation["test_acc"], "test_loss": evaluation["test_loss"]}
-    print(f"Best trial {best['trial_id']}: {config['tune']['metric']}={best[config['tune']['metric']]:.4f}, "
-          f"test_acc={evaluation['test_acc']:.4f} on {evaluation['n_test']} test images", flush=True)
+    print(
+        f"Best trial {best['trial_id']}: {config['tune']['metric']}={best[config['tune']['metric']]:.4f}, "
+        f"test_acc={evaluation['test_acc']:.4f} on {evaluation['n_test']} test images",
+        flush=True,
+    )
     if not config["registry"]["register"]:
         return out
     model_uri = log_model(rt["tracking_uri"], child, model, splits)
     name = config["registry"]["model_name"]
-    version = registry.register(rt["tracking_uri"], model_uri, name, child,
-                                {"test_acc": evaluation["test_acc"], "test_loss": evaluation["test_loss"], "search_run_id": parent_id})
-    decision = registry.decide_champion(rt["tracking_uri"], name, version, config["registry"]["promote"],
-                                        min_improvement=config["registry"]["min_improvement"])
+    version = registry.register(
+        rt["tracking_uri"],
+        model_uri,
+        name,
+        child,
+        {"test_acc": evaluation["test_acc"], "test_loss": evaluation["test_loss"], "search_run_id": parent_id},
+    )
+    decision = registry.decide_champion(
+        rt["tracking_uri"], name, version, config["registry"]["promote"], min_improvement=config["registry"]["min_improvement"]
+    )
     print(f"Registered {name} v{version} as @{schema.ALIAS_CANDIDATE}; {decision}", flush=True)
-    return {**out, "registered_version": version, "champion_decision": decision, "model_uri": f"models:/{name}@{schema.ALIAS_CANDIDATE}"}
+    return {
+        **out,
+        "registered_version": version,
+        "champion_decision": decision,
+        "model_uri": f"models:/{name}@{schema.ALIAS_CANDIDATE}",
+    }

@@ -34,7 +34,11 @@ MAX_PARAM_LEN = 6000
 
 # MLflow's HTTP layer retries 7 times with exponential backoff (minutes) before raising; our own
 # tenacity loop owns retrying, with a bound the user sets (mlflow.retry_seconds).
-HTTP_RETRY_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+HTTP_RETRY_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 
 
 def client(tracking_uri: str) -> Any:
@@ -241,7 +245,9 @@ class RunLogger(NullLogger):
                 log.warning(
                     "MLflow tracker unreachable for %.0fs (%s); training goes on and points are kept in %s. "
                     "They are sent when the tracker returns, or run: python -m raymlops.tracking replay",
-                    self.retry_seconds, redact_text(str(err))[:200], self.spool_path,
+                    self.retry_seconds,
+                    redact_text(str(err))[:200],
+                    self.spool_path,
                 )
 
     def _spool(self, batch: dict[str, Any]) -> None:
@@ -298,7 +304,9 @@ def _send(c: Any, run_id: str, batch: dict[str, Any]) -> None:
 def _send_with_retry(c: Any, run_id: str, batch: dict[str, Any], retry_seconds: float) -> None:
     from tenacity import Retrying, stop_after_delay, wait_exponential_jitter
 
-    for attempt in Retrying(stop=stop_after_delay(retry_seconds), wait=wait_exponential_jitter(initial=0.5, max=10), reraise=True):
+    for attempt in Retrying(
+        stop=stop_after_delay(retry_seconds), wait=wait_exponential_jitter(initial=0.5, max=10), reraise=True
+    ):
         with attempt:
             _send(c, run_id, batch)
 
@@ -318,7 +326,9 @@ def replay_file(c: Any, path: Path) -> int:
 
 @cli
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m raymlops.tracking", description="Replay MLflow points spooled during a tracker outage.")
+    parser = argparse.ArgumentParser(
+        prog="python -m raymlops.tracking", description="Replay MLflow points spooled during a tracker outage."
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     rp = sub.add_parser("replay", help="send spooled points to the tracking server, then delete the spool files")
     rp.add_argument("--spool-dir", default=".raymlops/spool")

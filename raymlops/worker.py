@@ -57,8 +57,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
 
     session = Session(
-        rank=ctx.get_world_rank(), world_size=ctx.get_world_size(), device=ray.train.torch.get_device(),
-        report=report, restore_dirs=checkpoint_candidates(ckpt.path) if ckpt else [],
+        rank=ctx.get_world_rank(),
+        world_size=ctx.get_world_size(),
+        device=ray.train.torch.get_device(),
+        report=report,
+        restore_dirs=checkpoint_candidates(ckpt.path) if ckpt else [],
         prepare_model=ray.train.torch.prepare_model,
     )
     run_training(config, session)
@@ -80,7 +83,7 @@ def run_training(config: dict[str, Any], session: Session) -> dict[str, Any]:
     """Train for train.epochs (resuming from a checkpoint if given); return the last epoch's metrics."""
     train_cfg, rt = config["train"], config.get("runtime", {})
     torch.manual_seed(train_cfg["seed"] + session.rank)
-    torch.set_num_threads(max(1, int(round(config["scaling"]["cpus_per_worker"]))))
+    torch.set_num_threads(max(1, round(config["scaling"]["cpus_per_worker"])))
     device = session.device
     splits = data_mod.load_splits(config["data"], seed=train_cfg["seed"])
     model = build_model(config["model"], splits.channels, splits.num_classes)
@@ -94,8 +97,11 @@ def run_training(config: dict[str, Any], session: Session) -> dict[str, Any]:
     restarts = state.get("restarts", -1) + 1 if state else 0
 
     tracker = tracking.logger_for(
-        session.rank, rt.get("tracking_uri", ""), state.get("run_id") or _open_run(config, session.rank),
-        spool_dir=config["mlflow"]["spool_dir"], retry_seconds=config["mlflow"]["retry_seconds"],
+        session.rank,
+        rt.get("tracking_uri", ""),
+        state.get("run_id") or _open_run(config, session.rank),
+        spool_dir=config["mlflow"]["spool_dir"],
+        retry_seconds=config["mlflow"]["retry_seconds"],
     )
     already = _start_tracking(tracker, config, session, history, restarts)
 
@@ -133,8 +139,13 @@ def run_training(config: dict[str, Any], session: Session) -> dict[str, Any]:
         val_loss, val_acc = evaluate_shard(model, tensors["val_x"], tensors["val_y"], mean, std, train_cfg, session, loss_fn)
         elapsed = time.perf_counter() - t0
         metrics = {
-            "epoch": epoch, "train_loss": train_loss / max(n_train, 1), "val_loss": val_loss, "val_acc": val_acc,
-            "lr": optimizer.param_groups[0]["lr"], "epoch_time_s": elapsed, "samples_per_s": n_train / elapsed,
+            "epoch": epoch,
+            "train_loss": train_loss / max(n_train, 1),
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "lr": optimizer.param_groups[0]["lr"],
+            "epoch_time_s": elapsed,
+            "samples_per_s": n_train / elapsed,
         }
         history.append(metrics)
         if epoch not in already.get("val_acc", set()):
@@ -171,10 +182,14 @@ def _open_run(config: dict[str, Any], rank: int) -> str | None:
     tags = {schema.TAG_ROLE: rt.get("role", "train"), **rt.get("lineage", {})}
     if rt.get("parent_run_id"):
         tags[schema.TAG_PARENT] = rt["parent_run_id"]
-    return tracking.find_or_create_run(rt["tracking_uri"], rt["experiment_id"], rt["run_key"], rt.get("run_name", rt["run_key"]), tags)
+    return tracking.find_or_create_run(
+        rt["tracking_uri"], rt["experiment_id"], rt["run_key"], rt.get("run_name", rt["run_key"]), tags
+    )
 
 
-def _start_tracking(tracker: Any, config: dict[str, Any], session: Session, history: list[dict[str, Any]], restarts: int) -> dict[str, set[int]]:
+def _start_tracking(
+    tracker: Any, config: dict[str, Any], session: Session, history: list[dict[str, Any]], restarts: int
+) -> dict[str, set[int]]:
     """Params on first start; after a restart, backfill epochs the checkpoint has but MLflow lacks.
 
     Returns the steps already logged, so a re-run epoch is never logged twice.
@@ -210,8 +225,9 @@ def _batches(x: torch.Tensor, y: torch.Tensor, train_cfg: dict[str, Any], sessio
     from torch.utils.data import DistributedSampler
 
     indices: Any = range(len(y))  # a range is a valid map-style dataset of indices
-    sampler: DistributedSampler[int] = DistributedSampler(indices, num_replicas=session.world_size, rank=session.rank,
-                                                          shuffle=True, seed=train_cfg["seed"], drop_last=False)
+    sampler: DistributedSampler[int] = DistributedSampler(
+        indices, num_replicas=session.world_size, rank=session.rank, shuffle=True, seed=train_cfg["seed"], drop_last=False
+    )
     sampler.set_epoch(epoch)
     idx = torch.tensor(list(iter(sampler)), device=x.device)
     per_worker = train_cfg["batch_size"] // session.world_size
@@ -228,7 +244,9 @@ def build_optimizer(config: dict[str, Any], model: nn.Module, steps_per_epoch: i
         (decay if p.ndim > 1 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": opt["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
     if opt["name"] == "sgd":
-        optimizer: Any = torch.optim.SGD(groups, lr=opt["lr"], momentum=opt["momentum"], nesterov=bool(opt.get("nesterov")) and opt["momentum"] > 0)
+        optimizer: Any = torch.optim.SGD(
+            groups, lr=opt["lr"], momentum=opt["momentum"], nesterov=bool(opt.get("nesterov")) and opt["momentum"] > 0
+        )
     else:
         optimizer = torch.optim.AdamW(groups, lr=opt["lr"], betas=(opt["momentum"], 0.999))
     total = max(1, train_cfg["epochs"] * steps_per_epoch)
@@ -261,8 +279,15 @@ def _all_reduce(loss_sum: torch.Tensor, correct: torch.Tensor, n: int, device: t
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, batch_size: int,
-            channels_last: bool = False, tta_flip: bool = False) -> torch.Tensor:
+def predict(
+    model: nn.Module,
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    batch_size: int,
+    channels_last: bool = False,
+    tta_flip: bool = False,
+) -> torch.Tensor:
     """Logits for uint8 images x, in batches (optionally averaged with the flipped image)."""
     model.eval()
     out = []
@@ -277,8 +302,16 @@ def predict(model: nn.Module, x: torch.Tensor, mean: torch.Tensor, std: torch.Te
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def evaluate_shard(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                   train_cfg: dict[str, Any], session: Session, loss_fn: nn.Module) -> tuple[float, float]:
+def evaluate_shard(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    train_cfg: dict[str, Any],
+    session: Session,
+    loss_fn: nn.Module,
+) -> tuple[float, float]:
     """Validation loss and accuracy over all ranks (each rank scores a strided shard)."""
     xs, ys = x[session.rank :: session.world_size], y[session.rank :: session.world_size]
     net = _unwrap(model)
@@ -299,17 +332,31 @@ def _unwrap(model: nn.Module) -> nn.Module:
 # ------------------------------------------------------------------ checkpoints
 
 
-def save_checkpoint(config: dict[str, Any], model: nn.Module, optimizer: Any, scheduler: Any, epoch: int,
-                    history: list[dict[str, Any]], run_id: str | None, restarts: int) -> str:
+def save_checkpoint(
+    config: dict[str, Any],
+    model: nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    epoch: int,
+    history: list[dict[str, Any]],
+    run_id: str | None,
+    restarts: int,
+) -> str:
     """Write model/optimizer/scheduler/epoch with a sha256 manifest into a fresh local dir."""
     base = config.get("checkpoint", {}).get("dir")
     if base:
         Path(base).mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="raymlops-ckpt-", dir=base))
     state = {
-        "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "epoch": epoch, "history": history, "run_id": run_id, "restarts": restarts,
-        "model_config": config["model"], "data_name": config["data"]["name"],
+        "model": _unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "history": history,
+        "run_id": run_id,
+        "restarts": restarts,
+        "model_config": config["model"],
+        "data_name": config["data"]["name"],
     }
     torch.save(state, out / STATE_FILE)
     digest = hashlib.sha256((out / STATE_FILE).read_bytes()).hexdigest()
@@ -366,7 +413,9 @@ def log_model(tracking_uri: str, run_id: str, model: nn.Module, splits: data_mod
     from mlflow.models import infer_signature
 
     model = model.to("cpu").float().eval()
-    example = data_mod.normalise(splits.test_x[:2], torch.tensor(splits.mean).view(1, -1, 1, 1), torch.tensor(splits.std).view(1, -1, 1, 1))
+    example = data_mod.normalise(
+        splits.test_x[:2], torch.tensor(splits.mean).view(1, -1, 1, 1), torch.tensor(splits.std).view(1, -1, 1, 1)
+    )
     with torch.no_grad():
         out = model(example)
     signature = infer_signature(example.numpy(), out.numpy())
@@ -374,8 +423,14 @@ def log_model(tracking_uri: str, run_id: str, model: nn.Module, splits: data_mod
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
-            model, name="model", signature=signature, input_example=example.numpy(),
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"torchvision=={torchvision.__version__.split('+')[0]}"],
+            model,
+            name="model",
+            signature=signature,
+            input_example=example.numpy(),
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"torchvision=={torchvision.__version__.split('+')[0]}",
+            ],
             metadata={"classes": splits.classes, "mean": splits.mean, "std": splits.std},
         )
     return str(info.model_uri)
