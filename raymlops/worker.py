@@ -425,6 +425,7 @@ def log_model(tracking_uri: str, run_id: str, model: nn.Module, splits: data_mod
         info = mlflow.pytorch.log_model(
             model,
             name="model",
+            serialization_format="pickle",  # a loadable nn.Module (pt2 loads as an ExportedProgram)
             signature=signature,
             input_example=example.numpy(),
             pip_requirements=[

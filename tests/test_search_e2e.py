@@ -75,7 +75,12 @@ def test_scheduler_by_search_alg(ray_session: Any, store: dict[str, str], schedu
 def test_ddp_trials_and_champion_policy(ray_session: Any, store: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     """2-worker DDP trials through TorchTrainer inside Tune; a second search only takes the
     champion alias when its test accuracy is better."""
-    args = overrides(store, "+experiment=smoke", "tune.num_samples=2", "scaling.num_workers=2", "scaling.cpus_per_worker=0.5")
+    # FIFO: a DDP trial stopped early can leave its worker-group placement group behind until Ray Train's
+    # PlacementGroupCleaner frees it, and the next search in this process would wait on those CPUs
+    # (seen on a loaded machine; noted as a known issue). ASHA-stopped DDP trials run in the quickstart.
+    args = overrides(
+        store, "+experiment=smoke", "tune.num_samples=2", "scaling.num_workers=2", "scaling.cpus_per_worker=0.5", "scheduler=fifo"
+    )
     first = tune_main(args)
     uri = store["mlflow.tracking_uri"]
     children = _check_search(uri, first, n_trials=2, max_epochs=2)
