@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from raymlops.errors import UserError
+from raymlops.secrets import is_secret_key
 
 log = logging.getLogger(__name__)
 DRIVER_RESOURCES = {"CPU": 0, "memory": 64 * 1024**2}  # a trial driver only waits on its worker group
@@ -44,7 +45,9 @@ def connect(config: dict[str, Any]) -> None:
         "AWS_DEFAULT_REGION",
         "RAYMLOPS_DEBUG",
     ):
-        if os.environ.get(name):
+        # A local cluster's workers inherit this environment; only a joined cluster needs credentials sent
+        # along, and Ray logs a runtime_env in clear (runtime_env_agent.log, the dashboard's job view).
+        if os.environ.get(name) and (address or not is_secret_key(name)):
             env_vars[name] = os.environ[name]
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "runtime_env": {"env_vars": env_vars}}
     if address:

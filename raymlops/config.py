@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,39 +58,73 @@ def compose(overrides: list[str]) -> dict[str, Any]:
 def _check_override_syntax(overrides: list[str]) -> None:
     for item in overrides:
         if item.startswith("-") and not item.startswith("~"):
+            # no "key=value" in the text: the redactor reads it as a credential pair and masks it
+            name = item.lstrip("-").split("=", 1)[0]
+            close = _close_key(name)
+            hint = f" Did you mean {close}={item.split('=', 1)[1]}?" if close and "=" in item else ""
             raise UserError(
-                f"Unknown option '{item}'. Pass Hydra overrides as key=value, e.g. "
+                f"Unknown option '{item}': overrides take no dashes.{hint} Write them like "
                 f"+experiment=quickstart optim.lr=0.01; experiments: {', '.join(experiments())}."
             )
 
 
 def _explain_hydra_error(err: Exception, overrides: list[str]) -> str:
-    text = " ".join(str(err).split())
-    if "experiment" in text and ("Could not find" in text or "not found" in text):
-        return f"{text}. Available experiments: {', '.join(experiments())} (use +experiment=NAME)."
-    for group in ("data", "model", "optim", "scheduler", "search_alg", "mlflow"):
-        if f"'{group}/" in text or (f"{group}/" in text and "Could not find" in text):
-            choices = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
-            return f"{text}. Valid {group} choices: {', '.join(choices)}."
-    if "not in struct" in text or "Could not override" in text or "Key '" in text:
-        return f"{text}. {_suggest_key(text)}Use an existing key (see README 'Config reference'); prefix with + only to add a search_space entry."
-    if "Missing mandatory value" in text:
-        return f"{text}. Set it on the command line, e.g. data.root=/path/to/images."
+    text = " ".join(str(err).split()).split(" Config search path:")[0]  # Hydra's search path is noise here
+    missing = re.search(r"Could not find '(\w+)/([^']+)'", text)
+    if missing:
+        group, name = missing.groups()
+        choices = experiments() if group == "experiment" else sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+        close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+        plus, usage = ("+", " (use +experiment=NAME)") if group == "experiment" else ("", "")
+        hint = f" Did you mean {plus}{group}={close[0]}?" if close else ""
+        return f"{plus}{group}={name} does not exist (no conf/{group}/{name}.yaml).{hint} Valid {group} choices: {', '.join(choices)}{usage}."
+    key = re.search(r"Could not override '([^']+)'", text) or re.search(r"Key '([^']+)' is not in struct", text)
+    if key:
+        return unknown_key_message(key.group(1))
+    mandatory = re.search(r"Missing mandatory value: \S+ full_key: (\S+)", text)
+    if mandatory:
+        dotted = mandatory.group(1)
+        example = "/path/to/images" if dotted == "data.root" else "VALUE"
+        return f"{dotted} must be set for this config (it has no default); add {dotted}={example} to the command line."
     return f"Could not compose the config from {overrides}: {text}"
 
 
-def _suggest_key(text: str) -> str:
-    import re
+def _close_key(bad: str) -> str | None:
+    """The known dotted key nearest to `bad` (whole key first, then its last part), if any is close."""
+    known = sorted(_known_keys())
+    close = difflib.get_close_matches(bad, known, n=1, cutoff=0.6)
+    if not close:
+        leaf = bad.rsplit(".", 1)[-1]
+        leaves = [k for k in known if difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1]], n=1, cutoff=0.8)]
+        same_section = [k for k in leaves if k.split(".")[0] == bad.split(".")[0]]
+        close = same_section or leaves
+    return close[0] if close else None
 
-    match = re.search(r"Key '([^']+)'", text) or re.search(r"override '([^']+)'", text)
-    if not match:
-        return ""
-    bad = match.group(1)
-    known = list(_known_keys())
-    close = difflib.get_close_matches(bad, known, n=1, cutoff=0.5) or difflib.get_close_matches(
-        bad.rsplit(".", 1)[-1], [k.rsplit(".", 1)[-1] for k in known], n=1, cutoff=0.6
+
+def unknown_key_message(key: str) -> str:
+    """One paragraph for a key the config does not have: the nearest valid key, or the valid ones."""
+    if key.rsplit(".", 1)[-1] == "_target_":
+        return (
+            f"Unknown config key '{key}': raymlops never instantiates objects named in a config (_target_ is refused); "
+            "pick components by name instead, e.g. model.name=resnet18 or optim=adamw."
+        )
+    known = sorted(_known_keys())
+    close = _close_key(key)
+    if close:
+        hint = f" Did you mean '{close}'?"
+    else:
+        section = key.split(".")[0]
+        inside = [k for k in known if k.startswith(section + ".")]
+        shown = f"{', '.join(inside[:15])}{', ...' if len(inside) > 15 else ''}"
+        hint = (
+            f" Keys under {section}: {shown}."
+            if inside
+            else f" Top-level sections: {', '.join(sorted({k.split('.')[0] for k in known}))}."
+        )
+    return (
+        f"Unknown config key '{key}'.{hint} Set existing keys without a + (e.g. optim.lr=0.01); + only adds a "
+        "search-space entry, e.g. +search_space.optim.lr={type:loguniform,lower:0.001,upper:0.1}. See the README's config reference."
     )
-    return f"Did you mean '{close[0]}'? " if close else ""
 
 
 def _known_keys() -> set[str]:
@@ -262,6 +297,4 @@ def _check_unknown_keys(config: dict[str, Any]) -> None:
         if key in known or any(key.startswith(k + ".") for k in known):
             continue
         if key.split(".")[0] not in known_sections or key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise UserError(f"Unknown config key '{key}'.{hint} See the README's config reference for valid keys.")
+            raise UserError(unknown_key_message(key))

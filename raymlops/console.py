@@ -25,6 +25,12 @@ def setup_logging() -> None:
     logging.getLogger("raymlops").setLevel(logging.INFO)
     for noisy in ("alembic", "mlflow", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow gives its loggers a handler of their own that bypasses the redaction above: keep it from
+    # doing so (read when mlflow is first imported) and undo it where mlflow is imported already.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    for name in ("mlflow", "alembic", "sqlalchemy.engine", "huey"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -189,7 +189,11 @@ def _decode_tree(root: Path, classes: list[str], files: dict[str, list[Path]], s
         if bad:
             log.warning("skipped %d unreadable image(s) in %s/%s, e.g. %s", len(bad), root, part, "; ".join(bad[:3]))
         if not images:
-            raise UserError(f"No readable images under {root}/{part}: {len(bad)} file(s) failed to decode, e.g. {bad[:3]}.")
+            raise UserError(
+                f"No readable images under {root}/{part}: {len(bad)} file(s) failed to decode, e.g. {bad[:3]}. "
+                "Replace or delete the broken files, or point data.root at a folder of readable images (unreadable ones "
+                "among readable ones are skipped with a warning)."
+            )
         out.append((torch.stack(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels, dtype=torch.int64)))
     log.info("decoded %s: %d train, %d test images, %d classes", root, len(out[0][1]), len(out[1][1]), len(classes))
     return out[0], out[1], classes

@@ -7,6 +7,7 @@ trial with several workers builds a TorchTrainer (DDP) and forwards its reports 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -17,7 +18,7 @@ from typing import Any
 from raymlops import cluster, tracking
 from raymlops.config import apply_overrides
 from raymlops.errors import UserError
-from raymlops.worker import Session, checkpoint_candidates, run_training, train_loop_per_worker
+from raymlops.worker import DONE_MARKER, MANIFEST_FILE, Session, checkpoint_candidates, run_training, train_loop_per_worker
 
 log = logging.getLogger(__name__)
 
@@ -159,18 +160,46 @@ def _tune_session(config: dict[str, Any]) -> Session:
     from ray import tune
 
     ckpt = tune.get_checkpoint()
+    trial_dir = _trial_folder()
 
     def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
 
     gpu = config["runtime"]["use_gpu"] and torch.cuda.is_available()
+    # A resumed search: Tune's record of this trial may lag the disk (see checkpoint_candidates), and a
+    # trial the search already ended has a done marker (TrialBookkeeper) that keeps it from training on.
+    known = _epoch_of(ckpt.path) if ckpt else 0  # -1 (unreadable manifest): report nothing again
+    done = _epoch_of(trial_dir, DONE_MARKER) if trial_dir else None
     return Session(
         rank=0,
         world_size=1,
         device=torch.device("cuda" if gpu else "cpu"),
         report=report,
-        restore_dirs=checkpoint_candidates(ckpt.path) if ckpt else [],
+        restore_dirs=checkpoint_candidates(ckpt.path if ckpt else None, trial_dir),
+        known_epoch=known,
+        stop_epoch=done if done and done > 0 else None,
     )
+
+
+def _trial_folder() -> str | None:
+    """This trial's folder under storage_path when it is on local disk (None for s3:// and the like)."""
+    try:
+        from ray.train._internal.session import get_storage  # DeveloperAPI: Tune's storage context for the trial
+
+        path = str(get_storage().trial_fs_path)
+    except Exception:
+        return None
+    return path if os.path.isdir(path) else None
+
+
+def _epoch_of(folder: str, name: str = MANIFEST_FILE) -> int:
+    """The "epoch" in a checkpoint's manifest or a done marker; -1 when absent or unreadable."""
+    if "://" in folder:
+        return -1
+    try:
+        return int(json.loads(Path(folder, name).read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
 
 
 def trial_resources(config: dict[str, Any]) -> Any:

@@ -9,8 +9,9 @@ import os
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ray.tune import Callback
 
@@ -18,8 +19,12 @@ from raymlops import report, schema, search, tracking
 from raymlops.console import table
 from raymlops.driver import in_process, run_trial, trial_resources
 from raymlops.errors import UserError
+from raymlops.secrets import redact_text
+from raymlops.worker import DONE_MARKER
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+_TRACKER_DOWN: list[str] = []  # epilogue steps skipped because MLflow stayed down (this process)
 
 
 # ------------------------------------------------------------------ naming and resume
@@ -48,7 +53,12 @@ def check_resumable(config: dict[str, Any], name: str) -> None:
 
     path = os.path.join(config["storage_path"], name)
     if not tune.Tuner.can_restore(path):
-        raise UserError(f"tune.resume: nothing to resume at {path} (no tuner state). Check storage_path and the search name.")
+        storage = config["storage_path"]
+        found = sorted(p.name for p in Path(storage).glob("*") if (p / "tuner.pkl").is_file()) if "://" not in storage else []
+        raise UserError(
+            f"tune.resume={name}: nothing to resume at {path} (no tuner state). Searches under storage_path={storage}: "
+            f"{', '.join(found) if found else 'none'}; pass one of them, or drop tune.resume to start a new search."
+        )
 
 
 # ------------------------------------------------------------------ per-trial MLflow bookkeeping
@@ -80,37 +90,45 @@ class TrialBookkeeper(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         epochs = int((trial.last_result or {}).get("epoch", 0))
         stopped = epochs < self.max_epochs
-        self.done["stopped" if stopped else "finished"] += 1
+        _mark_done(trial, epochs)
         self._close(trial, "FINISHED", {schema.TAG_STOPPED_EARLY: str(stopped).lower(), "raymlops.epochs_run": epochs})
-        self._progress(trials, trial, f"trial {trial.trial_id} {'stopped at' if stopped else 'finished'} epoch {epochs}")
+        self._progress(
+            trials, trial, f"trial {trial.trial_id} {'stopped at' if stopped else 'finished'} epoch {epochs}", "TERMINATED"
+        )
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self.done["errored"] += 1
         self._close(trial, "FAILED", {"raymlops.error": str(getattr(trial, "error_file", "") or "see Ray logs")})
-        self._progress(trials, trial, f"trial {trial.trial_id} FAILED (see {getattr(trial, 'path', '')})")
+        self._progress(trials, trial, f"trial {trial.trial_id} FAILED (see {getattr(trial, 'path', '')})", "ERROR")
 
     def _close(self, trial: Any, status: str, tags: dict[str, Any]) -> None:
         run_id = (trial.last_result or {}).get("mlflow_run_id")
         if not run_id:
             return
         try:
-            logged = tracking.logged_steps(self.uri, run_id, "val_acc")
+            logged: set[int] | None = tracking.logged_steps(self.uri, run_id, "val_acc")
         except Exception:
-            logged = set()
+            logged = None  # tracker down: what MLflow lacks is unknown, and the trial's own spool holds its points
         logger = tracking.RunLogger(
             self.uri, run_id, spool_dir=self.mlflow_cfg["spool_dir"], retry_seconds=self.mlflow_cfg["retry_seconds"]
         )
         for epoch, point in sorted(self.points.get(trial.trial_id, {}).items()):
-            if epoch not in logged:  # reported to Tune, missing in MLflow: write it back once
+            if logged is not None and epoch not in logged:  # reported to Tune, missing in MLflow: write it back once
                 logger.log_metrics(point, step=epoch)
         logger.set_tags(tags)
         logger._put("status", status)
         self.loggers.append(logger)
 
-    def _progress(self, trials: list[Any], ended: Any, event: str) -> None:
+    def _progress(self, trials: list[Any], ended: Any, event: str, ended_status: str) -> None:
         running = sum(1 for t in trials if t.status == "RUNNING" and t is not ended)
         best = f"best {self.metric}={self.best[0]:.4f} ({self.best[1]})" if self.best else "no result yet"
-        d = self.done
+        # counted from Tune's trial states, so a resumed search counts the trials ended before the crash too
+        d = {"finished": 0, "stopped": 0, "errored": 0}
+        for t in trials:
+            status = ended_status if t is ended else t.status
+            if status in ("TERMINATED", "ERROR"):
+                epochs = int((t.last_result or {}).get("epoch", 0))
+                d["errored" if status == "ERROR" else "stopped" if epochs < self.max_epochs else "finished"] += 1
+        self.done = d
         print(
             f"[{time.monotonic() - self.started:6.0f}s] {event} | {sum(d.values())}/{self.num_samples} done "
             f"({d['finished']} finished, {d['stopped']} stopped early, {d['errored']} failed), {running} running | {best}",
@@ -122,6 +140,21 @@ class TrialBookkeeper(Callback):
             logger.flush(timeout_s=self.mlflow_cfg["retry_seconds"] + 30)
 
 
+def _mark_done(trial: Any, epoch: int) -> None:
+    """Leave a marker in the trial's folder: after a driver crash Tune's last snapshot (taken every ~10 s)
+    may still list this trial as running; the marker keeps a resumed search from training it further."""
+    folder = Path(str(getattr(trial, "path", "") or ""))
+    if "://" in str(folder) or not folder.is_dir():
+        return
+    marker = folder / DONE_MARKER
+    try:
+        if marker.is_file():  # ended again after a resume (e.g. stopped while re-reporting): keep the furthest epoch
+            epoch = max(epoch, int(json.loads(marker.read_text()).get("epoch", 0)))
+        marker.write_text(json.dumps({"epoch": epoch, "trial_id": trial.trial_id}))
+    except (OSError, ValueError) as err:
+        log.warning("could not write %s for trial %s: %s", DONE_MARKER, trial.trial_id, err)
+
+
 # ------------------------------------------------------------------ the search
 
 
@@ -130,6 +163,7 @@ def run_search(config: dict[str, Any], groups: int) -> dict[str, Any]:
     from ray import tune
 
     name = search_name(config)
+    _TRACKER_DOWN.clear()
     if config["tune"]["resume"] not in (False, None, "false"):
         check_resumable(config, name)
     tcfg, rt, mcfg = config["tune"], config["runtime"], config["mlflow"]
@@ -172,6 +206,7 @@ def run_search(config: dict[str, Any], groups: int) -> dict[str, Any]:
         tuner = tune.Tuner.restore(
             path, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=search.param_space(config)
         )
+        _use_fresh_callbacks(tuner, keeper)
         print(f"Resuming search {name} from {path}", flush=True)
     else:
         tuner = tune.Tuner(
@@ -191,6 +226,16 @@ def run_search(config: dict[str, Any], groups: int) -> dict[str, Any]:
     results = tuner.fit()
     keeper.flush()
     return finish(config, base["runtime"], results, parent, name)
+
+
+def _use_fresh_callbacks(tuner: Any, keeper: TrialBookkeeper) -> None:
+    """Tuner.restore takes the RunConfig, callbacks included, from the tuner.pkl written when the search
+    began: swap in this run's bookkeeper (this run's tracking URI and spool, and the one we flush)."""
+    run_config = tuner._local_tuner.get_run_config() if getattr(tuner, "_local_tuner", None) else None
+    if run_config is None:
+        log.warning("could not replace the restored search's callbacks; MLflow child runs may close late")
+        return
+    run_config.callbacks = [keeper if isinstance(cb, TrialBookkeeper) else cb for cb in (run_config.callbacks or [])]
 
 
 def _ui_uri(uri: str) -> str:
@@ -248,16 +293,62 @@ def finish(config: dict[str, Any], rt: dict[str, Any], results: Any, parent: tra
         files = report.write_top_k(rows, tcfg["top_k"], out)
         report.learning_curves(rows, metric, config["train"]["epochs"], out / "learning_curves.png")
         report.param_plots(rows, metric, keys, out / "params_vs_metric.png") if keys else None
-        for f in [*files, *sorted(out.glob("*.png"))]:
-            tracking.client(rt["tracking_uri"]).log_artifact(parent.run_id, str(f), "search")
+        uploads = [*files, *sorted(out.glob("*.png"))]
+        tracker_step(
+            config,
+            "the search plots and top-k tables",
+            lambda: [tracking.client(rt["tracking_uri"]).log_artifact(parent.run_id, str(f), "search") for f in uploads],
+        )
     best_result = next(r for r in results if (r.metrics or {}).get("trial_id") == best["trial_id"])
     if config["evaluate"]["enabled"]:
         summary.update(evaluate_and_register(config, rt, best_result, best, parent.run_id or ""))
         parent.set_tags({k: v for k, v in summary.items() if k in ("registered_version", "champion_decision")})
     parent.close("FINISHED")
+    _replay_leftovers(config, name, [parent.run_id or "", *(str(r.get("mlflow_run_id") or "") for r in rows)])
     cols = ["trial_id", metric, "epochs", *keys, "mlflow_run_id"]
     print(f"\nTop trials of {name}:\n" + table(rows[: tcfg["top_k"]], cols), flush=True)
     return summary
+
+
+def tracker_step(config: dict[str, Any], what: str, fn: Callable[[], T]) -> T | None:
+    """One MLflow step after the search, retried for mlflow.retry_seconds; if the tracker stays down, warn
+    and skip it (and, without more waiting, every later step of this process): a search never crashes
+    because the tracker is down."""
+    if _TRACKER_DOWN:
+        log.warning("MLflow still unreachable: skipped %s", what)
+        return None
+    try:
+        return tracking.retrying(fn, config["mlflow"]["retry_seconds"])
+    except Exception as err:
+        if not tracking.transient(err):
+            raise
+        _TRACKER_DOWN.append(what)
+        log.warning(
+            "MLflow unreachable for %ss (%s): skipped %s", config["mlflow"]["retry_seconds"], redact_text(str(err))[:200], what
+        )
+        return None
+
+
+def _replay_leftovers(config: dict[str, Any], name: str, run_ids: list[str]) -> None:
+    """Points spooled by this search's runs that no logger could send yet: one more try, else say how."""
+    spool, uri = config["mlflow"]["spool_dir"], config["mlflow"]["tracking_uri"]
+    prefixes = [r for r in run_ids if r] + [tracking.spool_name(None, f"{name}/")]
+    try:
+        sent, files = tracking.replay_dir(uri, spool, prefixes)
+    except Exception as err:
+        left = [f.name for f in Path(spool).glob("*.jsonl") if f.stem.startswith(tuple(prefixes))]
+        log.warning(
+            "%d spool file(s) of this search wait in %s (%s). Send them later: python -m raymlops.tracking replay "
+            "--spool-dir %s --tracking-uri %s",
+            len(left),
+            spool,
+            redact_text(str(err))[:200],
+            spool,
+            redact_text(uri),
+        )
+        return
+    if files:
+        print(f"Replayed {sent} spooled batch(es) from {files} file(s) to MLflow", flush=True)
 
 
 def evaluate_and_register(
@@ -284,28 +375,62 @@ def evaluate_and_register(
     model.load_state_dict(state["model"])
     device = torch.device("cuda" if rt["use_gpu"] and torch.cuda.is_available() else "cpu")
     evaluation = evaluate_model(model, splits, device, batch_size=config["train"]["eval_batch_size"])
-    child = best["mlflow_run_id"]
-    log_evaluation(rt["tracking_uri"], [parent_id, child], evaluation)
+    # the run id is empty when the trial's run was opened late (the tracker was down when the trial began)
+    child = (
+        best["mlflow_run_id"]
+        or tracker_step(
+            config,
+            "finding the best trial's run",
+            lambda: tracking.find_run(rt["tracking_uri"], rt["experiment_id"], f"{rt['search_key']}/{best['trial_id']}"),
+        )
+        or ""
+    )
     out: dict[str, Any] = {"test_acc": evaluation["test_acc"], "test_loss": evaluation["test_loss"]}
+    runs = [r for r in dict.fromkeys([parent_id, child]) if r]
+
+    def log_eval() -> bool:
+        log_evaluation(rt["tracking_uri"], runs, evaluation)
+        return True
+
+    if not tracker_step(config, "the test-set evaluation", log_eval):
+        for run_id in runs:  # the test metrics at least wait in the spool
+            spool = tracking.RunLogger(rt["tracking_uri"], run_id, spool_dir=config["mlflow"]["spool_dir"], retry_seconds=1)
+            spool.log_metrics(out, step=0)
+            spool.flush(timeout_s=30)
     print(
         f"Best trial {best['trial_id']}: {config['tune']['metric']}={best[config['tune']['metric']]:.4f}, "
         f"test_acc={evaluation['test_acc']:.4f} on {evaluation['n_test']} test images",
         flush=True,
     )
-    if not config["registry"]["register"]:
+    if not config["registry"]["register"] or not child:
         return out
-    model_uri = log_model(rt["tracking_uri"], child, model, splits)
     name = config["registry"]["model_name"]
-    version = registry.register(
-        rt["tracking_uri"],
-        model_uri,
-        name,
-        child,
-        {"test_acc": evaluation["test_acc"], "test_loss": evaluation["test_loss"], "search_run_id": parent_id},
+    model_uri = tracker_step(config, "logging the best model", lambda: log_model(rt["tracking_uri"], child, model, splits))
+    version = model_uri and tracker_step(
+        config,
+        "registering the best model",
+        lambda: registry.register(
+            rt["tracking_uri"],
+            model_uri,
+            name,
+            child,
+            {"test_acc": evaluation["test_acc"], "test_loss": evaluation["test_loss"], "search_run_id": parent_id},
+        ),
     )
-    decision = registry.decide_champion(
-        rt["tracking_uri"], name, version, config["registry"]["promote"], min_improvement=config["registry"]["min_improvement"]
+    decision = version and tracker_step(
+        config,
+        "the champion decision",
+        lambda: registry.decide_champion(
+            rt["tracking_uri"],
+            name,
+            version,
+            config["registry"]["promote"],
+            min_improvement=config["registry"]["min_improvement"],
+        ),
     )
+    if not decision:
+        print(f"Best trial's model not registered (MLflow unreachable); its checkpoint is {ckpt_path}", flush=True)
+        return out
     print(f"Registered {name} v{version} as @{schema.ALIAS_CANDIDATE}; {decision}", flush=True)
     return {
         **out,

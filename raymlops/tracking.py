@@ -17,11 +17,12 @@ import queue
 import shlex
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from raymlops import schema
 from raymlops.errors import UserError, cli
@@ -30,6 +31,10 @@ from raymlops.secrets import redact, redact_text
 log = logging.getLogger(__name__)
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # MLflow log_batch limits per request
 MAX_PARAM_LEN = 6000
+PROBE_SECONDS = 5.0  # while the tracker is down, an idle logger tries its spool this often
+T = TypeVar("T")
+_OUTAGE_WARNED: set[str] = set()  # tracking URIs this process has warned about (until they come back)
+_RETRY_SAID: set[str] = set()  # kinds of transient failure this process has mentioned
 
 
 # MLflow's HTTP layer retries 7 times with exponential backoff (minutes) before raising; our own
@@ -46,11 +51,18 @@ def client(tracking_uri: str) -> Any:
 
     for name, value in HTTP_RETRY_ENV.items():
         os.environ.setdefault(name, value)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # a "Retrying..." line per request in an outage
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+# Tracking URI schemes MLflow 3.17 accepts; a SQLAlchemy driver may follow a + (postgresql+psycopg2://).
+STORE_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "file", "databricks", "databricks-uc", "uc")
+
+
 def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
-    """Fail fast on an unreachable server or rejected credentials, before Ray starts."""
+    """Fail fast on an unknown scheme, an unwritable SQLite store, an unreachable server or rejected
+    credentials, before Ray starts."""
+    _check_store_uri(tracking_uri)
     if not tracking_uri.startswith(("http://", "https://")):
         return
     import requests
@@ -75,6 +87,31 @@ def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
         raise UserError(f"The MLflow server at {redact_text(tracking_uri)} answered HTTP {reply.status_code}: {reply.text[:200]}")
 
 
+def _check_store_uri(tracking_uri: str) -> None:
+    scheme = tracking_uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in tracking_uri else ""
+    if scheme and scheme not in STORE_SCHEMES:
+        raise UserError(
+            f"mlflow.tracking_uri={redact_text(tracking_uri)} has a scheme MLflow cannot use ({scheme}://). Use the embedded "
+            "store (mlflow.tracking_uri=sqlite:///.raymlops/mlflow.db), a server (http://127.0.0.1:5000, see make mlflow-server) "
+            "or a database (postgresql://...)."
+        )
+    if scheme != "sqlite":
+        return
+    db = tracking_uri.split("://", 1)[1]
+    db = db[1:] if db.startswith("/") else db  # sqlite:///rel.db is relative, sqlite:////abs.db absolute
+    if db in ("", ":memory:"):
+        return
+    try:  # MLflow would otherwise fail later, inside Ray, with a traceback
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=Path(db).parent, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise UserError(
+            f"mlflow.tracking_uri={redact_text(tracking_uri)}: cannot write the SQLite store's folder {Path(db).parent} "
+            f"({err.strerror or err}). Point it at a writable path, e.g. mlflow.tracking_uri=sqlite:///.raymlops/mlflow.db."
+        ) from None
+
+
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:
     """The experiment's id, creating it (artifacts under artifact_location for local stores)."""
     c = client(tracking_uri)
@@ -95,7 +132,18 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Non
 
 def find_or_create_run(tracking_uri: str, experiment_id: str, run_key: str, run_name: str, tags: dict[str, str]) -> str:
     """The run tagged with run_key (a trial id or job name), created once; restarts reuse it."""
-    c = client(tracking_uri)
+    return _find_or_create(client(tracking_uri), experiment_id, run_key, run_name, tags)
+
+
+def find_run(tracking_uri: str, experiment_id: str, run_key: str) -> str | None:
+    """The id of the run tagged with run_key, if there is one."""
+    found = client(tracking_uri).search_runs(
+        [experiment_id], filter_string=f"tags.`{schema.TAG_RUN_KEY}` = '{run_key}'", max_results=1
+    )
+    return str(found[0].info.run_id) if found else None
+
+
+def _find_or_create(c: Any, experiment_id: str, run_key: str, run_name: str, tags: dict[str, str]) -> str:
     found = c.search_runs([experiment_id], filter_string=f"tags.`{schema.TAG_RUN_KEY}` = '{run_key}'", max_results=1)
     if found:
         return str(found[0].info.run_id)
@@ -146,7 +194,8 @@ def config_params(config: dict[str, Any]) -> dict[str, str]:
 
     skip = ("search_space", "overrides", "lineage", "runtime")
     flat = flatten(redact({k: v for k, v in config.items() if k not in skip}))
-    return {k: str(v)[:MAX_PARAM_LEN] for k, v in flat.items()}
+    # tune.resume differs between a search and its resumption; MLflow refuses to change a logged param
+    return {k: str(v)[:MAX_PARAM_LEN] for k, v in flat.items() if k != "tune.resume"}
 
 
 # ------------------------------------------------------------------ the logger
@@ -169,17 +218,29 @@ class NullLogger:
 class RunLogger(NullLogger):
     """Batched, retried, spooled MLflow writes for one run, sent from a background thread."""
 
-    def __init__(self, tracking_uri: str, run_id: str, spool_dir: str | None = None, retry_seconds: float = 60.0):
+    def __init__(
+        self,
+        tracking_uri: str,
+        run_id: str | None,
+        spool_dir: str | None = None,
+        retry_seconds: float = 60.0,
+        create: dict[str, Any] | None = None,
+    ):
+        """run_id None: the tracker was down when the run was to be opened; `create` (find_or_create_run's
+        arguments) says how to open it once the tracker is back, here or when the spool is replayed."""
+        if not run_id and not create:
+            raise ValueError("RunLogger needs a run_id or a create spec")
         self.tracking_uri, self.run_id, self._run_id = tracking_uri, run_id, run_id
+        self._create = None if run_id else create
         self.retry_seconds = retry_seconds
-        self.spool_path = Path(spool_dir or ".raymlops/spool") / f"{run_id}.jsonl"
+        name = spool_name(run_id, (create or {}).get("run_key", ""))
+        self.spool_path = Path(spool_dir or ".raymlops/spool") / f"{name}.jsonl"
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._pending = 0
         self._cv = threading.Condition()
         self._degraded = False
-        self._warned = False
         self._client = client(tracking_uri)
-        self._thread = threading.Thread(target=self._loop, name=f"mlflow-{run_id[:8]}", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"mlflow-{name[:8]}", daemon=True)
         self._thread.start()
 
     # public API: cheap, never blocks on the network
@@ -216,7 +277,11 @@ class RunLogger(NullLogger):
 
     def _loop(self) -> None:
         while True:
-            items = [self._queue.get()]
+            try:  # while the tracker is down, wake up now and then to see whether it is back
+                items = [self._queue.get(timeout=PROBE_SECONDS if self._degraded else None)]
+            except queue.Empty:
+                self._recover()
+                continue
             while len(items) < 256:
                 try:
                     items.append(self._queue.get_nowait())
@@ -228,41 +293,80 @@ class RunLogger(NullLogger):
                 self._pending -= len(items)
                 self._cv.notify_all()
 
+    def _recover(self) -> None:
+        """Idle and degraded: one quick try to send the spool; success ends the degraded state."""
+        try:
+            sent = replay_file(self._client, self.spool_path)
+        except Exception:
+            return
+        self._back(sent)
+
+    def _back(self, sent: int) -> None:
+        self._degraded = False
+        _OUTAGE_WARNED.discard(self.tracking_uri)
+        if sent:
+            log.warning("MLflow tracker is back; replayed %d spooled batch(es) for run %s", sent, self.run_id)
+
+    def _opened(self) -> str:
+        """The run id, opening the run first if the tracker was down when it was to be opened."""
+        if self._run_id is None:
+            self._run_id = _find_or_create(self._client, **self._create)  # type: ignore[arg-type]
+            self.run_id = self._run_id
+            log.warning("MLflow tracker is back; opened run %s for %s", self._run_id, self._create["run_key"])  # type: ignore[index]
+        return self._run_id
+
     def _deliver(self, batch: dict[str, Any]) -> None:
         try:
             if self._degraded:
-                _send(self._client, self._run_id, batch)  # one quick try while the tracker is down
-                self._degraded = False
-                log.warning("MLflow tracker is back; replaying spooled points for run %s", self.run_id)
-                replay_file(self._client, self.spool_path)
+                _send(self._client, self._opened(), batch)  # one quick try while the tracker is down
+                self._back(replay_file(self._client, self.spool_path))
             else:
-                _send_with_retry(self._client, self._run_id, batch, self.retry_seconds)
+                retrying(lambda: _send(self._client, self._opened(), batch), self.retry_seconds)
         except Exception as err:
+            if batch.get("params") and not transient(err):
+                # e.g. a param logged before with another value: MLflow keeps the first; the rest still goes
+                log.warning(
+                    "MLflow refused params for run %s (%s); sending the rest of the batch",
+                    self.run_id,
+                    redact_text(str(err))[:300],
+                )
+                self._deliver({**batch, "params": {}})
+                return
             self._degraded = True
             self._spool(batch)
-            if not self._warned:
-                self._warned = True
+            if self.tracking_uri not in _OUTAGE_WARNED:  # once per process and outage, not per run or point
+                _OUTAGE_WARNED.add(self.tracking_uri)
                 log.warning(
-                    "MLflow tracker unreachable for %.0fs (%s); training goes on and points are kept in %s. "
-                    "They are sent when the tracker returns, or run: python -m raymlops.tracking replay",
+                    "MLflow tracker unreachable for %.0fs (%s); training goes on and points are kept in %s. They are "
+                    "sent when the tracker returns, or run: python -m raymlops.tracking replay --spool-dir %s --tracking-uri %s",
                     self.retry_seconds,
                     redact_text(str(err))[:200],
-                    self.spool_path,
+                    self.spool_path.parent,
+                    self.spool_path.parent,
+                    redact_text(self.tracking_uri),
                 )
 
     def _spool(self, batch: dict[str, Any]) -> None:
         self.spool_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.spool_path, "a") as fh:
-            fh.write(json.dumps({"tracking_uri": redact_text(self.tracking_uri), "run_id": self.run_id, **batch}) + "\n")
+        with _spool_lock(self.spool_path), open(self.spool_path, "a") as fh:
+            opened = {"run_id": self._run_id} if self._run_id else {"run_id": None, "create": self._create}
+            fh.write(json.dumps({"tracking_uri": redact_text(self.tracking_uri), **opened, **batch}) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
 
-def logger_for(rank: int, tracking_uri: str, run_id: str | None, **kwargs: Any) -> NullLogger:
-    """The only place that decides who talks to MLflow: rank 0, and only with a run id."""
-    if rank != 0 or not run_id:
+def spool_name(run_id: str | None, run_key: str = "") -> str:
+    """A run's spool file stem: its id, or pending-<run key> when it could not be opened yet."""
+    return run_id or "pending-" + "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in run_key)
+
+
+def logger_for(
+    rank: int, tracking_uri: str, run_id: str | None, create: dict[str, Any] | None = None, **kwargs: Any
+) -> NullLogger:
+    """The only place that decides who talks to MLflow: rank 0, and only with a run id (or one to open later)."""
+    if rank != 0 or not (run_id or create):
         return NullLogger()
-    return RunLogger(tracking_uri, run_id, **kwargs)
+    return RunLogger(tracking_uri, run_id, create=create, **kwargs)
 
 
 def _coalesce(items: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
@@ -301,27 +405,95 @@ def _send(c: Any, run_id: str, batch: dict[str, Any]) -> None:
         c.set_terminated(run_id, status=batch["status"])
 
 
-def _send_with_retry(c: Any, run_id: str, batch: dict[str, Any], retry_seconds: float) -> None:
-    from tenacity import Retrying, stop_after_delay, wait_exponential_jitter
+def transient(err: BaseException) -> bool:
+    """Worth retrying: the tracker is down, busy or locked (5xx, 429, connection errors), not a refused request."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, MlflowException):
+        status = err.get_http_status_code()
+        return status >= 500 or status == 429
+    return True
+
+
+def retrying(fn: Callable[[], T], retry_seconds: float) -> T:
+    """fn() retried with exponential backoff and jitter while it fails transiently, for at most retry_seconds."""
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
     for attempt in Retrying(
-        stop=stop_after_delay(retry_seconds), wait=wait_exponential_jitter(initial=0.5, max=10), reraise=True
+        stop=stop_after_delay(retry_seconds),
+        wait=wait_exponential_jitter(initial=0.5, max=10),
+        retry=retry_if_exception(transient),
+        reraise=True,
+        before_sleep=_say_retrying,
     ):
         with attempt:
-            _send(c, run_id, batch)
+            return fn()
+    raise AssertionError("unreachable: tenacity re-raises the last error")
+
+
+def _say_retrying(state: Any) -> None:
+    """Each kind of transient failure is worth one line per process (e.g. "database is locked"), not one per retry."""
+    err = state.outcome.exception() if state.outcome else None
+    kind = f"{type(err).__name__}: {redact_text(str(err))[:80]}"
+    if kind not in _RETRY_SAID:
+        _RETRY_SAID.add(kind)
+        log.warning("MLflow call failed (%s); retrying with backoff", kind)
+
+
+def _spool_lock(path: Path) -> Any:
+    """One writer or replayer at a time per spool file, across processes (a replay must not drop an append)."""
+    from filelock import FileLock
+
+    return FileLock(str(path) + ".lock")
 
 
 def replay_file(c: Any, path: Path) -> int:
-    """Send every spooled batch in path (in order); the file is removed once all went through."""
+    """Send every spooled batch in path (in order); the file is removed once all went through.
+
+    Sending a batch twice is harmless: a point keeps the timestamp it was logged with, and MLflow
+    stores a (key, step, timestamp, value) point once. A failure keeps the unsent batches.
+    """
     if not path.is_file():
         return 0
-    lines = path.read_text().splitlines()
-    for line in lines:
-        record = json.loads(line)
-        record["metrics"] = [tuple(m) for m in record.get("metrics", [])]
-        _send(c, record["run_id"], record)
-    path.unlink()
+    with _spool_lock(path):
+        if not path.is_file():
+            return 0
+        lines = path.read_text().splitlines()
+        opened: dict[str, str] = {}  # run key -> id, for batches spooled before their run could be opened
+        for i, line in enumerate(lines):
+            record = json.loads(line)
+            record["metrics"] = [tuple(m) for m in record.get("metrics", [])]
+            try:
+                run_id = record.get("run_id")
+                if not run_id:
+                    key = record["create"]["run_key"]
+                    run_id = opened[key] = opened.get(key) or _find_or_create(c, **record["create"])
+                _send_lenient(c, run_id, record)
+            except Exception:
+                path.write_text("".join(f"{rest}\n" for rest in lines[i:]))
+                raise
+        path.unlink()
     return len(lines)
+
+
+def _send_lenient(c: Any, run_id: str, batch: dict[str, Any]) -> None:
+    """_send, but params MLflow refuses (already logged with another value) are dropped with a warning."""
+    try:
+        _send(c, run_id, batch)
+    except Exception as err:
+        if transient(err) or not batch.get("params"):
+            raise
+        log.warning("MLflow refused params for run %s (%s); sending the rest", run_id, redact_text(str(err))[:300])
+        _send(c, run_id, {**batch, "params": {}})
+
+
+def replay_dir(tracking_uri: str, spool_dir: str | Path, prefixes: Iterable[str] | None = None) -> tuple[int, int]:
+    """Replay the spool files in spool_dir (only those whose name starts with one of prefixes, if given:
+    run ids, or spool_name(None, key prefix) for runs not opened yet); return (batches, files)."""
+    wanted = tuple(prefixes) if prefixes is not None else ("",)
+    files = [f for f in sorted(Path(spool_dir).glob("*.jsonl")) if f.stem.startswith(wanted)]
+    c = client(tracking_uri)
+    return sum(replay_file(c, f) for f in files), len(files)
 
 
 @cli
@@ -335,10 +507,8 @@ def main(argv: list[str]) -> None:
     rp.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///.raymlops/mlflow.db"))
     args = parser.parse_args(argv)
     check_reachable(args.tracking_uri)
-    c = client(args.tracking_uri)
-    files = sorted(Path(args.spool_dir).glob("*.jsonl"))
-    sent = sum(replay_file(c, f) for f in files)
-    print(f"replayed {sent} spooled batch(es) from {len(files)} file(s) in {args.spool_dir} to {redact_text(args.tracking_uri)}")
+    sent, files = replay_dir(args.tracking_uri, args.spool_dir)
+    print(f"replayed {sent} spooled batch(es) from {files} file(s) in {args.spool_dir} to {redact_text(args.tracking_uri)}")
 
 
 if __name__ == "__main__":

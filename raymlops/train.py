@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from raymlops import config as config_mod
-from raymlops import driver
 from raymlops.console import setup_logging
 from raymlops.errors import cli
 from raymlops.secrets import redact
@@ -13,6 +12,8 @@ from raymlops.secrets import redact
 def main(argv: list[str]) -> dict[str, float]:
     setup_logging()
     config = config_mod.compose(argv)  # Hydra compose + validation, before Ray starts
+    from raymlops import driver  # only now: a config error costs ~1 s, not the ~3 s torch + Ray take to import
+
     config, _ = driver.start(config, argv, role="train")
     mcfg = config["mlflow"]
     print(

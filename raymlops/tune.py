@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from raymlops import config as config_mod
-from raymlops import driver, runner
 from raymlops.console import setup_logging
 from raymlops.errors import cli
 
@@ -18,6 +17,10 @@ from raymlops.errors import cli
 def main(argv: list[str]) -> dict[str, Any]:
     setup_logging()
     config = config_mod.compose(argv)  # Hydra compose + validation, before Ray starts
+    from raymlops import driver, runner  # only now: a config error costs ~1 s, not the ~3 s torch + Ray take to import
+
+    if config["tune"]["resume"] not in (False, None, "false"):  # nothing to resume: say so before Ray starts
+        runner.check_resumable(config, runner.search_name(config))
     config, groups = driver.start(config, argv, role="search")
     summary = runner.run_search(config, groups)
     metric = config["tune"]["metric"]

@@ -31,6 +31,7 @@ from raymlops.models import build_model
 
 log = logging.getLogger(__name__)
 STATE_FILE, MANIFEST_FILE = "state.pt", "manifest.json"
+DONE_MARKER = "raymlops_done.json"  # in a Tune trial's folder: the search ended this trial (at "epoch")
 
 
 @dataclass
@@ -43,6 +44,11 @@ class Session:
     report: Callable[[dict[str, Any], str | None], None]  # (metrics, local checkpoint dir or None)
     restore_dirs: list[str] = field(default_factory=list)  # newest first; a corrupt one falls back to the next
     prepare_model: Callable[[nn.Module], nn.Module] = lambda m: m
+    # The last epoch the launcher has seen reported; a restored checkpoint newer than that (a killed
+    # search driver whose snapshot lagged the disk) is reported again. -1: the launcher saw everything.
+    known_epoch: int = -1
+    stop_epoch: int | None = None  # the search already ended this trial at this epoch: train no further
+    after_restore: Callable[[], None] | None = None  # called on every rank once the checkpoint is loaded
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -56,6 +62,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
 
+    def after_restore() -> None:
+        if ckpt is None:
+            return
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # every rank has read its checkpoint before rank 0 tidies the folder
+        if ctx.get_world_rank() == 0:
+            drop_unregistered(ckpt.path)
+
     session = Session(
         rank=ctx.get_world_rank(),
         world_size=ctx.get_world_size(),
@@ -63,17 +77,48 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         report=report,
         restore_dirs=checkpoint_candidates(ckpt.path) if ckpt else [],
         prepare_model=ray.train.torch.prepare_model,
+        after_restore=after_restore,
     )
     run_training(config, session)
 
 
-def checkpoint_candidates(latest: str) -> list[str]:
-    """The latest checkpoint dir, then older siblings (checkpoint_*) newest first, when on local disk."""
-    path = Path(latest)
-    if "://" in latest or not path.parent.is_dir():
-        return [latest]
-    older = sorted((p for p in path.parent.glob("checkpoint_*") if p.is_dir() and p != path), key=lambda p: p.name, reverse=True)
-    return [latest, *map(str, older)]
+def drop_unregistered(latest: str) -> None:
+    """Delete checkpoint dirs that Ray Train never registered: written by a worker killed before the
+    controller recorded them, so Train's num_to_keep pruning would never delete them."""
+    folder = Path(latest).parent
+    try:
+        snapshot = (folder / "checkpoint_manager_snapshot.json").read_text()
+    except OSError:
+        return  # remote storage, or no snapshot yet: leave everything
+    dirs = [p for p in folder.glob("checkpoint_*") if p.is_dir() and p.name != Path(latest).name]
+    for path in dirs:
+        if f'"{path.name}"' not in snapshot:  # every checkpoint Train tracks is named in its snapshot
+            log.warning("removing %s: written just before a crash, never registered by Ray Train", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def checkpoint_candidates(latest: str | None, folder: str | None = None) -> list[str]:
+    """Checkpoint dirs to try, newest epoch first: the launcher's latest and every checkpoint_* dir beside
+    it (or in folder) on local disk, ordered by the epoch in their manifests.
+
+    A sibling newer than the launcher's latest exists when the launcher's record lags the disk: Tune
+    snapshots its experiment state every ~10 s, so a search driver killed in between resumes a trial
+    from an older checkpoint than the trial last wrote; this finds the newer one.
+    """
+    parent = Path(folder) if folder else Path(latest).parent if latest and "://" not in latest else None
+    if parent is None or not parent.is_dir():
+        return [latest] if latest else []
+    found = [p for p in parent.glob("checkpoint_*") if p.is_dir()]
+    if latest and Path(latest) not in found:
+        found.append(Path(latest))
+    return [str(p) for p in sorted(found, key=lambda p: (_manifest_epoch(p), p == Path(latest or ""), p.name), reverse=True)]
+
+
+def _manifest_epoch(path: Path) -> int:
+    try:
+        return int(json.loads((path / MANIFEST_FILE).read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1  # unreadable: tried last, and restore() says why it is skipped
 
 
 # ------------------------------------------------------------------ the loop
@@ -96,14 +141,21 @@ def run_training(config: dict[str, Any], session: Session) -> dict[str, Any]:
     start_epoch, history = state.get("epoch", 0), state.get("history", [])
     restarts = state.get("restarts", -1) + 1 if state else 0
 
+    run_id, pending = (state["run_id"], None) if state.get("run_id") else _open_run(config, session.rank)
     tracker = tracking.logger_for(
         session.rank,
         rt.get("tracking_uri", ""),
-        state.get("run_id") or _open_run(config, session.rank),
+        run_id,
+        create=pending,
         spool_dir=config["mlflow"]["spool_dir"],
         retry_seconds=config["mlflow"]["retry_seconds"],
     )
     already = _start_tracking(tracker, config, session, history, restarts)
+    if 0 <= session.known_epoch < start_epoch:
+        _report_again(config, session, (model, optimizer, scheduler), history, session.known_epoch, tracker.run_id, restarts)
+    last_epoch = min(train_cfg["epochs"], session.stop_epoch or train_cfg["epochs"])
+    if session.after_restore:
+        session.after_restore()
 
     mean = torch.tensor(splits.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(splits.std, device=device).view(1, -1, 1, 1)
@@ -114,7 +166,7 @@ def run_training(config: dict[str, Any], session: Session) -> dict[str, Any]:
     global_step = start_epoch * steps_per_epoch
     metrics: dict[str, Any] = history[-1] if history else {}
 
-    for epoch in range(start_epoch + 1, train_cfg["epochs"] + 1):
+    for epoch in range(start_epoch + 1, last_epoch + 1):
         t0 = time.perf_counter()
         model.train()
         loss_sum, seen = torch.zeros((), device=device), 0
@@ -160,7 +212,20 @@ def run_training(config: dict[str, Any], session: Session) -> dict[str, Any]:
 
     if session.rank == 0 and rt.get("log_model") and tracker.run_id:
         tracker.flush(timeout_s=60.0)
-        log_model(rt["tracking_uri"], tracker.run_id, _unwrap(model), splits)
+        try:
+            tracking.retrying(
+                lambda: log_model(rt["tracking_uri"], tracker.run_id or "", _unwrap(model), splits),
+                config["mlflow"]["retry_seconds"],
+            )
+        except Exception as err:
+            if not tracking.transient(err):
+                raise
+            log.warning(
+                "MLflow unreachable: the model was not logged to run %s (%s); it is in the checkpoint under %s",
+                tracker.run_id,
+                str(err)[:200],
+                config["storage_path"],
+            )
     tracker.close("FINISHED" if rt.get("close_run", True) else "RUNNING")
     return metrics
 
@@ -174,17 +239,34 @@ def _node_id() -> str:
         return ""
 
 
-def _open_run(config: dict[str, Any], rank: int) -> str | None:
-    """Rank 0 opens (or, after a restart, finds) the job's or trial's MLflow run."""
+def _open_run(config: dict[str, Any], rank: int) -> tuple[str | None, dict[str, Any] | None]:
+    """Rank 0 opens (or, after a restart, finds) the job's or trial's MLflow run: (run id, None), or
+    (None, how to open it) when the tracker stays down past mlflow.retry_seconds; training goes on."""
     rt = config.get("runtime", {})
     if rank != 0 or not rt.get("experiment_id"):
-        return None
+        return None, None
     tags = {schema.TAG_ROLE: rt.get("role", "train"), **rt.get("lineage", {})}
     if rt.get("parent_run_id"):
         tags[schema.TAG_PARENT] = rt["parent_run_id"]
-    return tracking.find_or_create_run(
-        rt["tracking_uri"], rt["experiment_id"], rt["run_key"], rt.get("run_name", rt["run_key"]), tags
-    )
+    spec = {
+        "experiment_id": rt["experiment_id"],
+        "run_key": rt["run_key"],
+        "run_name": rt.get("run_name", rt["run_key"]),
+        "tags": tags,
+    }
+    try:
+        return tracking.retrying(
+            lambda: tracking.find_or_create_run(rt["tracking_uri"], **spec), config["mlflow"]["retry_seconds"]
+        ), None
+    except Exception as err:
+        if not tracking.transient(err):
+            raise
+        log.warning(
+            "MLflow unreachable (%s): run %s is opened when the tracker returns; points wait in the spool",
+            str(err)[:200],
+            rt["run_key"],
+        )
+        return None, spec
 
 
 def _start_tracking(
@@ -194,14 +276,14 @@ def _start_tracking(
 
     Returns the steps already logged, so a re-run epoch is never logged twice.
     """
-    if not tracker.run_id:
+    if type(tracker) is tracking.NullLogger:
         return {}
-    uri = config["runtime"]["tracking_uri"]
-    already = {key: tracking.logged_steps(uri, tracker.run_id, key) for key in ("val_acc", schema.STEP_METRIC)}
+    found = _logged_steps(tracker, config)
+    already = found or {"val_acc": set(), schema.STEP_METRIC: set()}
     if restarts == 0 and not already["val_acc"]:
         tracker.log_params({**tracking.config_params(config), "world_size": session.world_size})
         tracker.set_tags({"world_size": session.world_size})
-    for point in history:
+    for point in history if found is not None else []:  # unknown what MLflow has: the spool holds the rest
         if point["epoch"] not in already["val_acc"]:
             tracker.log_metrics({k: point[k] for k in schema.EPOCH_METRICS}, step=point["epoch"])
             already["val_acc"].add(point["epoch"])
@@ -210,6 +292,51 @@ def _start_tracking(
         tracker.log_metrics({"restarts": restarts}, step=len(history))
         log.warning("resumed from epoch %d (restart %d); MLflow run %s continues", len(history), restarts, tracker.run_id)
     return already
+
+
+def _logged_steps(tracker: Any, config: dict[str, Any]) -> dict[str, set[int]] | None:
+    """The epochs and steps the run already has in MLflow; None when that cannot be known (tracker down)."""
+    if not tracker.run_id:
+        return None
+    uri, keys = config["runtime"]["tracking_uri"], ("val_acc", schema.STEP_METRIC)
+    try:
+        return tracking.retrying(
+            lambda: {key: tracking.logged_steps(uri, tracker.run_id, key) for key in keys}, config["mlflow"]["retry_seconds"]
+        )
+    except Exception as err:
+        if not tracking.transient(err):
+            raise
+        log.warning(
+            "MLflow unreachable (%s): epochs the checkpoint holds are not compared with run %s", str(err)[:200], tracker.run_id
+        )
+        return None
+
+
+def _report_again(
+    config: dict[str, Any],
+    session: Session,
+    trained: tuple[nn.Module, Any, Any],
+    history: list[dict[str, Any]],
+    known_epoch: int,
+    run_id: str | None,
+    restarts: int,
+) -> None:
+    """Report the restored epochs after known_epoch to a launcher that lost them (MLflow has them already),
+    the last one with a checkpoint, so its results, scheduler and checkpoint record match the disk again."""
+    points = history[known_epoch:]
+    log.warning(
+        "the launcher knew epochs up to %d but the newest checkpoint holds %d; reporting epochs %s again",
+        known_epoch,
+        len(history),
+        [p["epoch"] for p in points],
+    )
+    for i, point in enumerate(points):
+        ckpt_dir = None
+        if i == len(points) - 1 and session.rank == 0:
+            ckpt_dir = save_checkpoint(config, *trained, point["epoch"], history, run_id, restarts)
+        session.report({**point, "mlflow_run_id": run_id or "", "restarts": restarts, "node_id": _node_id()}, ckpt_dir)
+        if ckpt_dir:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ pieces
@@ -425,7 +552,7 @@ def log_model(tracking_uri: str, run_id: str, model: nn.Module, splits: data_mod
         info = mlflow.pytorch.log_model(
             model,
             name="model",
-            serialization_format="pickle",  # a loadable nn.Module (pt2 loads as an ExportedProgram)
+            serialization_format="pickle",
             signature=signature,
             input_example=example.numpy(),
             pip_requirements=[

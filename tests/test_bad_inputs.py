@@ -1,6 +1,10 @@
 """Bad input fails fast: exit status 2, one paragraph naming the bad value and a valid alternative,
-no traceback (unless RAYMLOPS_DEBUG=1), in bounded time. Each case runs the real CLI in a subprocess;
-all cases start at once so the whole file takes about as long as the slowest case."""
+no traceback (unless RAYMLOPS_DEBUG=1), in bounded time, and (all but the resource cases) before Ray
+starts. Each case runs the real CLI in a subprocess, a few at a time, so the file takes about a minute
+on 2 cores (the two resource cases start a local Ray, so they carry the `ray` mark).
+
+Run: .venv/bin/python -m pytest tests/test_bad_inputs.py -q
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,165 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
+PARALLEL = 4  # config errors take ~0.5 s of CPU, data/tracker ones ~4 s (torch + MLflow imports), Ray ones ~15 s
+
+
+class Case(NamedTuple):
+    id: str
+    entry: str  # raymlops.<entry>
+    args: list[str]  # overrides; {tmp} is this module's temp dir, {dead} a URL nothing listens on
+    words: list[str]  # each must be in the error paragraph: the bad value and a valid alternative
+    stage: str = "config"  # config (< 1 s) | preflight (data, storage, tracker: no Ray) | ray (starts a local cluster)
+
+
+S = "+search_space.optim.lr="
+RAY_SMALL = ["ray.num_cpus=2", "ray.include_dashboard=false"]
+CASES = [
+    # unknown choices
+    Case("unknown_model", "tune", ["model.name=resnet50"], ["model.name='resnet50'", "resnet18"]),
+    Case("unknown_model_group", "train", ["model=resnet50"], ["model=resnet50", "model=resnet18", "fast_cnn"]),
+    Case("unknown_dataset", "tune", ["data.name=imagenet"], ["data.name='imagenet'", "cifar10"]),
+    Case("unknown_dataset_group", "train", ["data=imagenet"], ["data=imagenet", "synthetic"]),
+    Case("unknown_scheduler", "tune", ["scheduler=pbt"], ["scheduler=pbt", "asha", "hyperband"]),
+    Case("unknown_scheduler_name", "tune", ["scheduler.name=pbt"], ["scheduler.name='pbt'", "asha"]),
+    Case("unknown_search_alg", "tune", ["search_alg=hyperopt"], ["search_alg=hyperopt", "optuna", "random"]),
+    Case("unknown_experiment", "tune", ["+experiment=nope"], ["+experiment=nope", "quickstart"]),
+    # unknown or misspelled keys
+    Case("misspelled_key", "tune", ["optim.lrr=0.1"], ["'optim.lrr'", "'optim.lr'"]),
+    Case("misspelled_key_train", "train", ["train.epoch=3"], ["'train.epoch'", "'train.epochs'"]),
+    Case("unknown_new_key", "tune", ["+foo.bar=1"], ["'foo.bar'", "Top-level sections", "optim"]),
+    Case("unknown_key_in_section", "tune", ["+optim.foo=1"], ["'optim.foo'", "optim.lr"]),
+    Case("target_key_refused", "tune", ["+model._target_=os.system"], ["'model._target_'", "model.name=resnet18"]),
+    Case("dashed_option", "tune", ["--lr=0.1"], ["'--lr=0.1'", "optim.lr=0.1"]),
+    Case("imagefolder_without_root", "train", ["data=imagefolder"], ["data.root", "data.root=/path/to/images"]),
+    # values out of range
+    Case("zero_lr", "tune", ["optim.lr=0"], ["optim.lr=0 ", "optim.lr=0.01"]),
+    Case("negative_lr", "train", ["optim.lr=-0.1"], ["optim.lr=-0.1", "optim.lr=0.01"]),
+    Case("zero_epochs", "tune", ["train.epochs=0"], ["train.epochs=0 ", "train.epochs=10"]),
+    Case("negative_epochs", "train", ["train.epochs=-3"], ["train.epochs=-3", "train.epochs=10"]),
+    Case("zero_batch_size", "train", ["train.batch_size=0"], ["train.batch_size=0 ", "positive integer"]),
+    Case("negative_batch_size", "train", ["train.batch_size=-64"], ["train.batch_size=-64", "positive integer"]),
+    Case(
+        "batch_not_divisible",
+        "train",
+        ["scaling.num_workers=3", "train.batch_size=64"],
+        ["train.batch_size=64", "scaling.num_workers=3", "train.batch_size=63"],
+    ),
+    Case("num_samples_zero", "tune", ["tune.num_samples=0"], ["tune.num_samples=0 ", "tune.num_samples=10"]),
+    Case("num_samples_negative", "tune", ["tune.num_samples=-5"], ["tune.num_samples=-5", "tune.num_samples=10"]),
+    Case("metric_never_reported", "tune", ["tune.metric=accuracy"], ["tune.metric='accuracy'", "tune.metric=val_acc"]),
+    Case("bad_mode", "tune", ["tune.mode=maximize"], ["tune.mode='maximize'", "max or min"]),
+    # search space
+    Case("space_lower_ge_upper", "tune", [S + "{type:uniform,lower:0.5,upper:0.1}"], ["lower=0.5", "upper=0.1", "lower: 0.1"]),
+    Case("loguniform_nonpositive", "tune", [S + "{type:loguniform,lower:0,upper:0.1}"], ["loguniform", "(got 0)", "lower: 1e-5"]),
+    Case("space_unknown_type", "tune", [S + "{type:normal,lower:0,upper:1}"], ["type='normal'", "loguniform"]),
+    Case(
+        "space_unknown_key",
+        "tune",
+        ["+search_space.optim.betas={type:uniform,lower:0,upper:1}"],
+        ["'optim.betas'", "optim.lr"],
+    ),
+    # data, storage and tracker: found by the preflight, still before Ray starts
+    Case(
+        "dataset_missing_offline",
+        "train",
+        ["data=cifar10", "data.download=false", "data.root={tmp}/no-cifar"],
+        ["data.root={tmp}/no-cifar", "data.download=true", "data.name=imagefolder"],
+        "preflight",
+    ),
+    Case(
+        "imagefolder_missing",
+        "train",
+        ["data=imagefolder", "data.root={tmp}/missing"],
+        ["data.root={tmp}/missing does not exist", "train/<class>"],
+        "preflight",
+    ),
+    Case(
+        "imagefolder_no_classes",
+        "train",
+        ["data=imagefolder", "data.root={tmp}/empty"],
+        ["{tmp}/empty/train holds no class folders", "train/<class_name>/"],
+        "preflight",
+    ),
+    Case(
+        "imagefolder_class_mismatch",
+        "train",
+        ["data=imagefolder", "data.root={tmp}/mismatch"],
+        ["only in train: ['dog']", "only in test: ['cow']", "same class folders"],
+        "preflight",
+    ),
+    Case(
+        "imagefolder_all_corrupt",
+        "train",
+        ["data=imagefolder", "data.root={tmp}/corrupt"],
+        ["No readable images under {tmp}/corrupt/train", "0.png", "Replace or delete"],
+        "preflight",
+    ),
+    Case(
+        "unreachable_tracker",
+        "tune",
+        ["mlflow.tracking_uri={dead}"],
+        ["mlflow.tracking_uri={dead} is unreachable", "make mlflow-server", "mlflow=local"],
+        "preflight",
+    ),
+    Case(
+        "tracker_unknown_scheme",
+        "tune",
+        ["mlflow.tracking_uri=mlfow://127.0.0.1:5000"],
+        ["mlfow://", "sqlite:///.raymlops/mlflow.db"],
+        "preflight",
+    ),
+    Case(
+        "tracker_sqlite_unwritable",
+        "train",
+        ["mlflow.tracking_uri=sqlite:///{tmp}/a-file/mlflow.db"],
+        ["{tmp}/a-file", "mlflow.tracking_uri=sqlite:///.raymlops/mlflow.db"],
+        "preflight",
+    ),
+    Case(
+        "unwritable_storage",
+        "tune",
+        ["storage_path={tmp}/a-file/results"],
+        ["storage_path={tmp}/a-file/results is not writable", "storage_path=/tmp/raymlops_results"],
+        "preflight",
+    ),
+    Case(
+        "resume_nothing",
+        "tune",
+        ["tune.resume=true"],
+        ["tune.resume=true", "no interrupted 'smoke' search", "without tune.resume"],
+        "preflight",
+    ),
+    Case(
+        "resume_unknown_name",
+        "tune",
+        ["tune.resume=smoke-20000101-000000"],
+        ["tune.resume=smoke-20000101-000000", "{tmp}/results/smoke-20000101-000000", "drop tune.resume"],
+        "preflight",
+    ),
+    # resources: need the cluster's size, so these start a local Ray (seconds, not the endless retries of Ray Train)
+    Case(
+        "infeasible_workers",
+        "train",
+        ["scaling.num_workers=16", "train.batch_size=64", *RAY_SMALL],
+        ["can never be scheduled", "16 worker(s)", "lower scaling.num_workers"],
+        "ray",
+    ),
+    Case(
+        "infeasible_gpus",
+        "tune",
+        ["scaling.use_gpu=true", "scaling.gpus_per_worker=64", *RAY_SMALL],  # 64 GPUs per worker: infeasible on any box
+        ["can never be scheduled", "GPU", "scaling.use_gpu=false"],
+        "ray",
+    ),
+]
+LIMIT_S = {"config": 30, "preflight": 60, "ray": 120}  # wall seconds on a loaded 2-core machine; typical: 1, 5, 25
 
 
 def _free_port() -> int:
@@ -25,7 +182,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _image_tree(root: Path, train: list[str], test: list[str], corrupt: bool = False) -> Path:
+def _image_tree(root: Path, train: list[str], test: list[str], corrupt: bool = False) -> None:
     for part, classes in (("train", train), ("test", test)):
         (root / part).mkdir(parents=True, exist_ok=True)
         for cls in classes:
@@ -33,232 +190,107 @@ def _image_tree(root: Path, train: list[str], test: list[str], corrupt: bool = F
             for i in range(3):
                 path = root / part / cls / f"{i}.png"
                 if corrupt:
-                    path.write_bytes(b"\x89PNG garbage")
+                    path.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
                 else:
                     Image.new("RGB", (32, 32), (i * 40, 90, 200)).save(path)
-    return root
 
 
-# (id, entry module, overrides, words the message must contain, seconds allowed)
-def _cases(tmp: Path) -> list[tuple[str, str, list[str], list[str], float]]:
-    dead = f"http://127.0.0.1:{_free_port()}"
-    blocker = tmp / "a-file"
-    blocker.write_text("not a directory")
-    return [
-        ("unknown_model", "tune", ["model.name=resnet50"], ["model.name='resnet50'", "fast_cnn"], 60),
-        ("unknown_dataset", "tune", ["data.name=imagenet"], ["data.name='imagenet'", "cifar10"], 60),
-        ("unknown_scheduler", "tune", ["scheduler=pbt"], ["scheduler", "asha"], 60),
-        ("unknown_search_alg", "tune", ["search_alg=hyperopt"], ["search_alg", "optuna"], 60),
-        ("misspelled_key", "tune", ["optim.lrr=0.1"], ["lrr", "optim.lr"], 60),
-        ("unknown_new_key", "tune", ["+optim.foo=1"], ["optim.foo"], 60),
-        ("target_key_refused", "tune", ["+model._target_=os.system"], ["model._target_"], 60),
-        ("zero_lr", "tune", ["optim.lr=0"], ["optim.lr=0", "positive"], 60),
-        ("negative_lr", "train", ["optim.lr=-0.1"], ["optim.lr=-0.1"], 60),
-        ("zero_epochs", "tune", ["train.epochs=0"], ["train.epochs=0"], 60),
-        ("negative_batch", "train", ["train.batch_size=-64"], ["train.batch_size=-64"], 60),
-        (
-            "batch_not_divisible",
-            "train",
-            ["scaling.num_workers=3", "train.batch_size=64"],
-            ["train.batch_size=64", "scaling.num_workers=3", "train.batch_size=63"],
-            60,
-        ),
-        (
-            "space_lower_ge_upper",
-            "tune",
-            ["+search_space.optim.lr={type:uniform,lower:0.5,upper:0.1}"],
-            ["lower=0.5", "upper=0.1"],
-            60,
-        ),
-        (
-            "loguniform_nonpositive",
-            "tune",
-            ["+search_space.optim.lr={type:loguniform,lower:0,upper:0.1}"],
-            ["loguniform", "lower > 0"],
-            60,
-        ),
-        (
-            "space_unknown_type",
-            "tune",
-            ["+search_space.optim.lr={type:normal,lower:0,upper:1}"],
-            ["type='normal'", "loguniform"],
-            60,
-        ),
-        (
-            "space_unknown_key",
-            "tune",
-            ["+search_space.optim.betas={type:uniform,lower:0,upper:1}"],
-            ["optim.betas", "optim.lr"],
-            60,
-        ),
-        ("num_samples_zero", "tune", ["tune.num_samples=0"], ["tune.num_samples=0"], 60),
-        ("metric_never_reported", "tune", ["tune.metric=accuracy"], ["tune.metric='accuracy'", "val_acc"], 60),
-        ("unknown_experiment", "tune", ["+experiment=nope"], ["nope", "quickstart"], 60),
-        (
-            "infeasible_workers",
-            "train",
-            ["scaling.num_workers=16", "train.batch_size=64", "ray.num_cpus=2", "ray.include_dashboard=false"],
-            ["can never be scheduled", "scaling.num_workers"],
-            180,
-        ),
-        (
-            "infeasible_gpus",
-            "tune",
-            ["scaling.use_gpu=true", "ray.num_cpus=2", "ray.include_dashboard=false"],
-            ["can never be scheduled", "use_gpu=false"],
-            180,
-        ),
-        (
-            "dataset_missing_offline",
-            "train",
-            ["data=cifar10", "data.download=false", f"data.root={tmp}/no-cifar"],
-            [f"{tmp}/no-cifar", "data.name=imagefolder"],
-            60,
-        ),
-        (
-            "imagefolder_missing",
-            "train",
-            ["data=imagefolder", f"data.root={tmp}/missing"],
-            ["does not exist", "train/<class>"],
-            60,
-        ),
-        (
-            "imagefolder_no_classes",
-            "train",
-            ["data=imagefolder", f"data.root={_image_tree(tmp / 'empty', [], [])}"],
-            ["no class folders"],
-            60,
-        ),
-        (
-            "imagefolder_class_mismatch",
-            "train",
-            ["data=imagefolder", f"data.root={_image_tree(tmp / 'mismatch', ['cat', 'dog'], ['cat', 'cow'])}"],
-            ["only in train: ['dog']", "only in test: ['cow']"],
-            60,
-        ),
-        (
-            "imagefolder_all_corrupt",
-            "train",
-            ["data=imagefolder", f"data.root={_image_tree(tmp / 'corrupt', ['cat'], ['cat'], corrupt=True)}"],
-            ["No readable images", "0.png"],
-            60,
-        ),
-        ("unreachable_tracker", "tune", [f"mlflow.tracking_uri={dead}"], ["unreachable", "make mlflow-server"], 60),
-        (
-            "unwritable_storage",
-            "tune",
-            [f"storage_path={blocker}/results"],
-            ["storage_path=", "not writable", "storage_path=/tmp"],
-            60,
-        ),
-        ("resume_nothing", "tune", ["tune.resume=true"], ["tune.resume=true", "no interrupted"], 60),
-    ]
+def _fixtures(tmp: Path) -> dict[str, str]:
+    _image_tree(tmp / "empty", [], [])
+    _image_tree(tmp / "mismatch", ["cat", "dog"], ["cat", "cow"])
+    _image_tree(tmp / "corrupt", ["cat"], ["cat"], corrupt=True)
+    (tmp / "a-file").write_text("a regular file, so nothing can be created beneath it (root ignores chmod)")
+    return {"tmp": str(tmp), "dead": f"http://127.0.0.1:{_free_port()}"}
+
+
+def _fill(text: str, subs: dict[str, str]) -> str:
+    for name, value in subs.items():  # not str.format: search-space overrides hold braces
+        text = text.replace("{" + name + "}", value)
+    return text
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "RAYMLOPS_DEBUG")}
-    env["PYTHONUNBUFFERED"] = "1"
+    drop = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "RAYMLOPS_DEBUG", "RAYMLOPS_STORAGE_PATH", "RAYMLOPS_CONF_DIR")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(PYTHONUNBUFFERED="1", RAY_AUTH_MODE="disabled")
     return env
 
 
-@pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("bad")
+def _command(case: Case, tmp: Path, subs: dict[str, str]) -> list[str]:
     base = [
+        "+experiment=smoke",
         f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db",
-        f"mlflow.artifact_location={tmp}/art",
+        f"mlflow.artifact_location={tmp}/artifacts",
         f"mlflow.spool_dir={tmp}/spool",
         f"storage_path={tmp}/results",
     ]
-    jobs = []
-    for case_id, entry, args, words, limit in _cases(tmp):
-        keys = {a.split("=")[0] for a in args}
-        cmd = [
-            sys.executable,
-            "-m",
-            f"raymlops.{entry}",
-            "+experiment=smoke",
-            *[b for b in base if b.split("=")[0] not in keys],
-            *args,
-        ]
-        if "+experiment=nope" in args:
-            cmd.remove("+experiment=smoke")
-        jobs.append((case_id, cmd, words, limit))
-
-    def run(job: tuple[str, list[str], list[str], float]) -> tuple[str, dict[str, Any]]:
-        case_id, cmd, words, limit = job
-        started = time.monotonic()
-        try:
-            proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=limit + 60)
-            rc, out, err = proc.returncode, proc.stdout, proc.stderr
-        except subprocess.TimeoutExpired as exc:
-            rc, out, err = -9, str(exc.stdout or ""), str(exc.stderr or "")
-        return case_id, {"rc": rc, "out": out, "err": err, "seconds": time.monotonic() - started, "words": words, "limit": limit}
-
-    # A few at a time: each case's own wall time is what the test bounds (2 cores here).
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(pool.map(run, jobs))
-    return results
+    args = [_fill(a, subs) for a in case.args]
+    given = {a.split("=")[0].lstrip("+") for a in args}
+    return [sys.executable, "-m", f"raymlops.{case.entry}", *[b for b in base if b.split("=")[0].lstrip("+") not in given], *args]
 
 
-CASE_IDS = [
-    "unknown_model",
-    "unknown_dataset",
-    "unknown_scheduler",
-    "unknown_search_alg",
-    "misspelled_key",
-    "unknown_new_key",
-    "target_key_refused",
-    "zero_lr",
-    "negative_lr",
-    "zero_epochs",
-    "negative_batch",
-    "batch_not_divisible",
-    "space_lower_ge_upper",
-    "loguniform_nonpositive",
-    "space_unknown_type",
-    "space_unknown_key",
-    "num_samples_zero",
-    "metric_never_reported",
-    "unknown_experiment",
-    "infeasible_workers",
-    "infeasible_gpus",
-    "dataset_missing_offline",
-    "imagefolder_missing",
-    "imagefolder_no_classes",
-    "imagefolder_class_mismatch",
-    "imagefolder_all_corrupt",
-    "unreachable_tracker",
-    "unwritable_storage",
-    "resume_nothing",
-]
+def _run(cmd: list[str], limit: float) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=limit)
+        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as exc:  # subprocess.run kills the child; its Ray, if any, exits with it
+        rc, out, err = -9, _text(exc.stdout), _text(exc.stderr)
+    return {"rc": rc, "out": out, "err": err, "seconds": time.monotonic() - started, "cmd": cmd}
 
 
-def test_every_case_is_checked(outcomes: dict[str, Any]) -> None:
-    assert sorted(outcomes) == sorted(CASE_IDS) and len(CASE_IDS) >= 20
+def _text(raw: str | bytes | None) -> str:
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else raw or ""
 
 
-@pytest.mark.parametrize("case_id", CASE_IDS)
-def test_bad_input(outcomes: dict[str, Any], case_id: str) -> None:
-    r = outcomes[case_id]
+class Outcomes:
+    """Runs the cases a group at a time, on first request: the Ray group (marked `ray`, so
+    `make test-fast` leaves it out) only when one of its tests is selected."""
+
+    def __init__(self, tmp: Path):
+        self.tmp, self.subs = tmp, _fixtures(tmp)
+        self.results: dict[str, dict[str, Any]] = {}
+
+    def get(self, case: Case) -> dict[str, Any]:
+        if case.id not in self.results:
+            group = [c for c in CASES if (c.stage == "ray") == (case.stage == "ray")]
+            with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+                futures = {c.id: pool.submit(_run, _command(c, self.tmp, self.subs), LIMIT_S[c.stage] + 30) for c in group}
+                self.results.update({case_id: f.result() for case_id, f in futures.items()})
+        return {**self.results[case.id], "words": [_fill(w, self.subs) for w in case.words]}
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
+    return Outcomes(tmp_path_factory.mktemp("bad"))
+
+
+def test_at_least_twenty_distinct_bad_inputs() -> None:
+    assert len({c.id for c in CASES}) == len(CASES) >= 22
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.ray] if c.stage == "ray" else []) for c in CASES])
+def test_bad_input(outcomes: Outcomes, case: Case) -> None:
+    r = outcomes.get(case)
     text = r["out"] + r["err"]
-    assert r["rc"] == 2, f"exit status {r['rc']}; output:\n{text[-2000:]}"
-    assert "Traceback" not in text, text[-2000:]
-    errors = [line for line in r["err"].splitlines() if line.startswith("raymlops: error:")]
-    assert len(errors) == 1, r["err"][-2000:]
+    where = f"{' '.join(r['cmd'][2:])}\n--- output tail:\n{text[-3000:]}"
+    assert r["rc"] == 2, f"exit status {r['rc']} for {where}"
+    assert "Traceback" not in text, where
+    errors = [line for line in text.splitlines() if "raymlops: error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("raymlops: error: "), where
+    last = [line for line in r["err"].splitlines() if line.strip()][-1]
+    assert last == errors[0], f"the error paragraph must close stderr: {where}"  # one paragraph, nothing after it
     for word in r["words"]:
         assert word in errors[0], f"{word!r} not in: {errors[0]}"
-    assert r["seconds"] < r["limit"], f"took {r['seconds']:.0f}s"
+    assert r["seconds"] < LIMIT_S[case.stage], f"took {r['seconds']:.1f}s (limit {LIMIT_S[case.stage]}s)"
+    if case.stage != "ray":
+        assert "Ray started" not in text and "joined" not in r["out"], f"Ray started before the check: {where}"
 
 
-def test_debug_flag_shows_traceback() -> None:
+def test_debug_flag_shows_the_traceback() -> None:
+    """RAYMLOPS_DEBUG=1 turns the one-paragraph message back into Python's traceback."""
     env = {**_env(), "RAYMLOPS_DEBUG": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "raymlops.tune", "+experiment=smoke", "model.name=resnet50"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode != 0 and "Traceback" in proc.stderr and "UserError" in proc.stderr
+    cmd = [sys.executable, "-m", "raymlops.tune", "+experiment=smoke", "model.name=resnet50"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr, proc.stderr[-2000:]
+    assert "raymlops.errors.UserError: model.name='resnet50'" in proc.stderr
