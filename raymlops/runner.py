@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,10 +78,19 @@ class TrialBookkeeper(Callback):
         self.done = {"finished": 0, "stopped": 0, "errored": 0}
         self.best: tuple[float, str] | None = None
         self.started = time.monotonic()
+        # MLflow work for an ended trial runs in this thread, off Tune's event loop, which would otherwise wait on it
+        self._closer: ThreadPoolExecutor | None = None
+        self._closing: list[Future[None]] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its callbacks into tuner.pkl: leave out the thread, its futures and the loggers."""
+        return {**self.__dict__, "_closer": None, "_closing": [], "loggers": []}
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
         if "epoch" in result:
-            self.points[trial.trial_id][int(result["epoch"])] = {k: result[k] for k in schema.EPOCH_METRICS if k in result}
+            self.points[trial.trial_id][int(result["epoch"])] = {
+                k: result[k] for k in (*schema.EPOCH_METRICS, schema.LOGGED_AT) if k in result
+            }
         value = result.get(self.metric)
         if isinstance(value, (int, float)) and (
             self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])
@@ -102,8 +112,12 @@ class TrialBookkeeper(Callback):
 
     def _close(self, trial: Any, status: str, tags: dict[str, Any]) -> None:
         run_id = (trial.last_result or {}).get("mlflow_run_id")
-        if not run_id:
-            return
+        if run_id:
+            points = dict(self.points.get(trial.trial_id, {}))
+            self._closer = self._closer or ThreadPoolExecutor(max_workers=1, thread_name_prefix="raymlops-close")
+            self._closing.append(self._closer.submit(self._write_back, run_id, points, status, tags))
+
+    def _write_back(self, run_id: str, points: dict[int, dict[str, float]], status: str, tags: dict[str, Any]) -> None:
         try:
             logged: set[int] | None = tracking.logged_steps(self.uri, run_id, "val_acc")
         except Exception:
@@ -111,9 +125,11 @@ class TrialBookkeeper(Callback):
         logger = tracking.RunLogger(
             self.uri, run_id, spool_dir=self.mlflow_cfg["spool_dir"], retry_seconds=self.mlflow_cfg["retry_seconds"]
         )
-        for epoch, point in sorted(self.points.get(trial.trial_id, {}).items()):
-            if logged is not None and epoch not in logged:  # reported to Tune, missing in MLflow: write it back once
-                logger.log_metrics(point, step=epoch)
+        for epoch, point in sorted(points.items()):
+            if logged is not None and epoch not in logged:  # reported to Tune, not (yet) in MLflow: write it back
+                at = point.get(schema.LOGGED_AT)  # the trial's own timestamp: a point still on its way is stored once
+                values = {k: v for k, v in point.items() if k != schema.LOGGED_AT}
+                logger.log_metrics(values, step=epoch, timestamp_ms=int(at) if at else None)
         logger.set_tags(tags)
         logger._put("status", status)
         self.loggers.append(logger)
@@ -136,6 +152,11 @@ class TrialBookkeeper(Callback):
         )
 
     def flush(self) -> None:
+        for closing in self._closing:
+            try:
+                closing.result()
+            except Exception as err:  # never raises into the search: the trial's spool still holds its points
+                log.warning("closing a trial's MLflow run failed: %s", redact_text(str(err))[:200])
         for logger in self.loggers:
             logger.flush(timeout_s=self.mlflow_cfg["retry_seconds"] + 30)
 

@@ -18,6 +18,7 @@ SAMPLER_TYPES = ("uniform", "loguniform", "quniform", "randint", "choice")
 EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "lr", "epoch_time_s", "samples_per_s")
 DEFAULT_METRIC = "val_acc"
 DEFAULT_MODE = "max"
+LOGGED_AT = "logged_at_ms"  # reported with each epoch: when its point was logged (idempotent write-backs)
 STEP_METRIC = "train_loss_step"  # logged every `train.log_every_n_steps` optimizer steps
 
 # MLflow tags.

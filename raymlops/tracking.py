@@ -9,6 +9,7 @@ a logger whose methods do nothing, so the rank check lives here and nowhere else
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -47,11 +48,17 @@ HTTP_RETRY_ENV = {
 
 
 def client(tracking_uri: str) -> Any:
-    from mlflow.tracking import MlflowClient
-
+    """The process's MlflowClient for tracking_uri (one per URI: building one costs ~40 ms, more for SQLite)."""
     for name, value in HTTP_RETRY_ENV.items():
         os.environ.setdefault(name, value)
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # a "Retrying..." line per request in an outage
+    return _client(tracking_uri)
+
+
+@functools.lru_cache(maxsize=16)
+def _client(tracking_uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
     return MlflowClient(tracking_uri=tracking_uri)
 
 
@@ -132,7 +139,7 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Non
 
 def find_or_create_run(tracking_uri: str, experiment_id: str, run_key: str, run_name: str, tags: dict[str, str]) -> str:
     """The run tagged with run_key (a trial id or job name), created once; restarts reuse it."""
-    return _find_or_create(client(tracking_uri), experiment_id, run_key, run_name, tags)
+    return open_run(tracking_uri, experiment_id, run_key, run_name, tags)[0]
 
 
 def find_run(tracking_uri: str, experiment_id: str, run_key: str) -> str | None:
@@ -143,12 +150,17 @@ def find_run(tracking_uri: str, experiment_id: str, run_key: str) -> str | None:
     return str(found[0].info.run_id) if found else None
 
 
-def _find_or_create(c: Any, experiment_id: str, run_key: str, run_name: str, tags: dict[str, str]) -> str:
+def open_run(tracking_uri: str, experiment_id: str, run_key: str, run_name: str, tags: dict[str, str]) -> tuple[str, bool]:
+    """find_or_create_run, also saying whether the run was created just now (so it has no points yet)."""
+    return _find_or_create(client(tracking_uri), experiment_id, run_key, run_name, tags)
+
+
+def _find_or_create(c: Any, experiment_id: str, run_key: str, run_name: str, tags: dict[str, str]) -> tuple[str, bool]:
     found = c.search_runs([experiment_id], filter_string=f"tags.`{schema.TAG_RUN_KEY}` = '{run_key}'", max_results=1)
     if found:
-        return str(found[0].info.run_id)
+        return str(found[0].info.run_id), False
     run = c.create_run(experiment_id, run_name=run_name, tags={**tags, schema.TAG_RUN_KEY: run_key})
-    return str(run.info.run_id)
+    return str(run.info.run_id), True
 
 
 def logged_steps(tracking_uri: str, run_id: str, key: str) -> set[int]:
@@ -206,7 +218,7 @@ class NullLogger:
 
     run_id: str | None = None
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int, timestamp_ms: int | None = None) -> None: ...
     def log_params(self, params: dict[str, Any]) -> None: ...
     def set_tags(self, tags: dict[str, Any]) -> None: ...
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -244,8 +256,10 @@ class RunLogger(NullLogger):
         self._thread.start()
 
     # public API: cheap, never blocks on the network
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
+    def log_metrics(self, metrics: dict[str, float], step: int, timestamp_ms: int | None = None) -> None:
+        """timestamp_ms: the time the point was first logged, for a write-back; MLflow stores an identical
+        (key, step, timestamp, value) point once, so writing a point back with its own timestamp is idempotent."""
+        now = timestamp_ms or now_ms()
         self._put("metrics", [(k, float(v), now, int(step)) for k, v in metrics.items()])
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -310,7 +324,7 @@ class RunLogger(NullLogger):
     def _opened(self) -> str:
         """The run id, opening the run first if the tracker was down when it was to be opened."""
         if self._run_id is None:
-            self._run_id = _find_or_create(self._client, **self._create)  # type: ignore[arg-type]
+            self._run_id = _find_or_create(self._client, **self._create)[0]  # type: ignore[arg-type]
             self.run_id = self._run_id
             log.warning("MLflow tracker is back; opened run %s for %s", self._run_id, self._create["run_key"])  # type: ignore[index]
         return self._run_id
@@ -353,6 +367,10 @@ class RunLogger(NullLogger):
             fh.write(json.dumps({"tracking_uri": redact_text(self.tracking_uri), **opened, **batch}) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def spool_name(run_id: str | None, run_key: str = "") -> str:
@@ -467,7 +485,7 @@ def replay_file(c: Any, path: Path) -> int:
                 run_id = record.get("run_id")
                 if not run_id:
                     key = record["create"]["run_key"]
-                    run_id = opened[key] = opened.get(key) or _find_or_create(c, **record["create"])
+                    run_id = opened[key] = opened.get(key) or _find_or_create(c, **record["create"])[0]
                 _send_lenient(c, run_id, record)
             except Exception:
                 path.write_text("".join(f"{rest}\n" for rest in lines[i:]))

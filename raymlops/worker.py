@@ -56,6 +56,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
+    for noisy in ("alembic", "mlflow", "ray.train"):  # a line per report and per SQLite connection otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx = ray.train.get_context()
     ckpt = ray.train.get_checkpoint()
 
@@ -139,9 +141,10 @@ def run_training(config: dict[str, Any], session: Session) -> dict[str, Any]:
     optimizer, scheduler = build_optimizer(config, model, steps_per_epoch)
     state = restore(session.restore_dirs, model, optimizer, scheduler)
     start_epoch, history = state.get("epoch", 0), state.get("history", [])
+    step_points: list[list[float]] = state.get("step_points", [])  # [step, value, logged_at_ms] up to the checkpoint
     restarts = state.get("restarts", -1) + 1 if state else 0
 
-    run_id, pending = (state["run_id"], None) if state.get("run_id") else _open_run(config, session.rank)
+    run_id, pending, fresh = (state["run_id"], None, False) if state.get("run_id") else _open_run(config, session.rank)
     tracker = tracking.logger_for(
         session.rank,
         rt.get("tracking_uri", ""),
@@ -150,9 +153,10 @@ def run_training(config: dict[str, Any], session: Session) -> dict[str, Any]:
         spool_dir=config["mlflow"]["spool_dir"],
         retry_seconds=config["mlflow"]["retry_seconds"],
     )
-    already = _start_tracking(tracker, config, session, history, restarts)
+    already = _start_tracking(tracker, config, session, history, step_points, restarts, fresh)
     if 0 <= session.known_epoch < start_epoch:
-        _report_again(config, session, (model, optimizer, scheduler), history, session.known_epoch, tracker.run_id, restarts)
+        trained = (model, optimizer, scheduler)
+        _report_again(config, session, trained, history, step_points, session.known_epoch, tracker.run_id, restarts)
     last_epoch = min(train_cfg["epochs"], session.stop_epoch or train_cfg["epochs"])
     if session.after_restore:
         session.after_restore()
@@ -186,7 +190,9 @@ def run_training(config: dict[str, Any], session: Session) -> dict[str, Any]:
             seen += len(yb)
             every = train_cfg.get("log_every_n_steps") or 0
             if every and global_step % every == 0 and global_step not in already.get(schema.STEP_METRIC, set()):
-                tracker.log_metrics({schema.STEP_METRIC: loss.item()}, step=global_step)
+                point = [global_step, loss.item(), tracking.now_ms()]
+                step_points.append(point)
+                tracker.log_metrics({schema.STEP_METRIC: point[1]}, step=global_step, timestamp_ms=point[2])
         train_loss, _, n_train = _all_reduce(loss_sum, torch.zeros((), device=device), seen, device)
         val_loss, val_acc = evaluate_shard(model, tensors["val_x"], tensors["val_y"], mean, std, train_cfg, session, loss_fn)
         elapsed = time.perf_counter() - t0
@@ -198,14 +204,19 @@ def run_training(config: dict[str, Any], session: Session) -> dict[str, Any]:
             "lr": optimizer.param_groups[0]["lr"],
             "epoch_time_s": elapsed,
             "samples_per_s": n_train / elapsed,
+            schema.LOGGED_AT: tracking.now_ms(),
         }
         history.append(metrics)
         if epoch not in already.get("val_acc", set()):
-            tracker.log_metrics({k: metrics[k] for k in schema.EPOCH_METRICS}, step=epoch)
-        tracker.flush(timeout_s=5.0)  # bounded: an outage must not stall training
+            tracker.log_metrics({k: metrics[k] for k in schema.EPOCH_METRICS}, step=epoch, timestamp_ms=metrics[schema.LOGGED_AT])
+        # No flush here: the training loop never waits on MLflow. A point still queued when the process
+        # dies is not lost: the checkpoint holds every point with its timestamp, and a restart (or the
+        # search's bookkeeper) writes back what MLflow lacks, idempotently.
         ckpt_dir = None
         if session.rank == 0:
-            ckpt_dir = save_checkpoint(config, model, optimizer, scheduler, epoch, history, tracker.run_id, restarts)
+            ckpt_dir = save_checkpoint(
+                config, model, optimizer, scheduler, epoch, history, tracker.run_id, restarts, step_points=step_points
+            )
         session.report({**metrics, "mlflow_run_id": tracker.run_id or "", "restarts": restarts, "node_id": _node_id()}, ckpt_dir)
         if ckpt_dir:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -239,12 +250,13 @@ def _node_id() -> str:
         return ""
 
 
-def _open_run(config: dict[str, Any], rank: int) -> tuple[str | None, dict[str, Any] | None]:
-    """Rank 0 opens (or, after a restart, finds) the job's or trial's MLflow run: (run id, None), or
-    (None, how to open it) when the tracker stays down past mlflow.retry_seconds; training goes on."""
+def _open_run(config: dict[str, Any], rank: int) -> tuple[str | None, dict[str, Any] | None, bool]:
+    """Rank 0 opens (or, after a restart, finds) the job's or trial's MLflow run: (run id, None, created
+    just now), or (None, how to open it, False) when the tracker stays down past mlflow.retry_seconds;
+    training goes on."""
     rt = config.get("runtime", {})
     if rank != 0 or not rt.get("experiment_id"):
-        return None, None
+        return None, None, False
     tags = {schema.TAG_ROLE: rt.get("role", "train"), **rt.get("lineage", {})}
     if rt.get("parent_run_id"):
         tags[schema.TAG_PARENT] = rt["parent_run_id"]
@@ -255,9 +267,10 @@ def _open_run(config: dict[str, Any], rank: int) -> tuple[str | None, dict[str, 
         "tags": tags,
     }
     try:
-        return tracking.retrying(
-            lambda: tracking.find_or_create_run(rt["tracking_uri"], **spec), config["mlflow"]["retry_seconds"]
-        ), None
+        run_id, created = tracking.retrying(
+            lambda: tracking.open_run(rt["tracking_uri"], **spec), config["mlflow"]["retry_seconds"]
+        )
+        return run_id, None, created
     except Exception as err:
         if not tracking.transient(err):
             raise
@@ -266,27 +279,40 @@ def _open_run(config: dict[str, Any], rank: int) -> tuple[str | None, dict[str, 
             str(err)[:200],
             rt["run_key"],
         )
-        return None, spec
+        return None, spec, False
 
 
 def _start_tracking(
-    tracker: Any, config: dict[str, Any], session: Session, history: list[dict[str, Any]], restarts: int
+    tracker: Any,
+    config: dict[str, Any],
+    session: Session,
+    history: list[dict[str, Any]],
+    step_points: list[list[float]],
+    restarts: int,
+    fresh: bool = False,
 ) -> dict[str, set[int]]:
-    """Params on first start; after a restart, backfill epochs the checkpoint has but MLflow lacks.
+    """Params on first start; after a restart, backfill epochs and steps the checkpoint has but MLflow lacks.
 
     Returns the steps already logged, so a re-run epoch is never logged twice.
     """
     if type(tracker) is tracking.NullLogger:
         return {}
-    found = _logged_steps(tracker, config)
+    # a run created just now has no points: no need to ask MLflow (two queries per trial otherwise)
+    found = {"val_acc": set(), schema.STEP_METRIC: set()} if fresh else _logged_steps(tracker, config)
     already = found or {"val_acc": set(), schema.STEP_METRIC: set()}
     if restarts == 0 and not already["val_acc"]:
         tracker.log_params({**tracking.config_params(config), "world_size": session.world_size})
         tracker.set_tags({"world_size": session.world_size})
     for point in history if found is not None else []:  # unknown what MLflow has: the spool holds the rest
         if point["epoch"] not in already["val_acc"]:
-            tracker.log_metrics({k: point[k] for k in schema.EPOCH_METRICS}, step=point["epoch"])
+            tracker.log_metrics(
+                {k: point[k] for k in schema.EPOCH_METRICS}, step=point["epoch"], timestamp_ms=point.get(schema.LOGGED_AT)
+            )
             already["val_acc"].add(point["epoch"])
+    for step, value, logged_at in step_points if found is not None else []:
+        if int(step) not in already[schema.STEP_METRIC]:
+            tracker.log_metrics({schema.STEP_METRIC: value}, step=int(step), timestamp_ms=int(logged_at))
+            already[schema.STEP_METRIC].add(int(step))
     if restarts:
         tracker.set_tags({schema.TAG_RESTARTS: restarts})
         tracker.log_metrics({"restarts": restarts}, step=len(history))
@@ -317,6 +343,7 @@ def _report_again(
     session: Session,
     trained: tuple[nn.Module, Any, Any],
     history: list[dict[str, Any]],
+    step_points: list[list[float]],
     known_epoch: int,
     run_id: str | None,
     restarts: int,
@@ -333,7 +360,7 @@ def _report_again(
     for i, point in enumerate(points):
         ckpt_dir = None
         if i == len(points) - 1 and session.rank == 0:
-            ckpt_dir = save_checkpoint(config, *trained, point["epoch"], history, run_id, restarts)
+            ckpt_dir = save_checkpoint(config, *trained, point["epoch"], history, run_id, restarts, step_points=step_points)
         session.report({**point, "mlflow_run_id": run_id or "", "restarts": restarts, "node_id": _node_id()}, ckpt_dir)
         if ckpt_dir:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -468,8 +495,9 @@ def save_checkpoint(
     history: list[dict[str, Any]],
     run_id: str | None,
     restarts: int,
+    step_points: list[list[float]] | None = None,
 ) -> str:
-    """Write model/optimizer/scheduler/epoch with a sha256 manifest into a fresh local dir."""
+    """Write model/optimizer/scheduler/epoch, the logged points, with a sha256 manifest into a fresh local dir."""
     base = config.get("checkpoint", {}).get("dir")
     if base:
         Path(base).mkdir(parents=True, exist_ok=True)
@@ -480,6 +508,7 @@ def save_checkpoint(
         "scheduler": scheduler.state_dict(),
         "epoch": epoch,
         "history": history,
+        "step_points": step_points or [],
         "run_id": run_id,
         "restarts": restarts,
         "model_config": config["model"],

@@ -47,6 +47,25 @@ def test_batched_points_all_arrive_once(sqlite_uri: str, tmp_path: Path) -> None
     assert run.data.params["db_password"] == REDACTED and run.data.params["optim.lr"] == "0.1"
 
 
+def test_write_back_with_the_original_timestamp_never_duplicates(sqlite_uri: str, tmp_path: Path) -> None:
+    """The training loop does not wait for MLflow; a point that may or may not have arrived is written
+    back (after a restart, or by the search's bookkeeper) with its first timestamp, and stored once."""
+    exp = tracking.ensure_experiment(sqlite_uri, "t", str(tmp_path / "art"))
+    run_id, created = tracking.open_run(sqlite_uri, exp, "job-2", "job-2", {})
+    assert created and tracking.open_run(sqlite_uri, exp, "job-2", "job-2", {}) == (run_id, False)
+    first = tracking.RunLogger(sqlite_uri, run_id, spool_dir=str(tmp_path / "spool"))
+    at = tracking.now_ms()
+    first.log_metrics({"val_acc": 0.5, "train_loss": 1.25}, step=1, timestamp_ms=at)
+    first.flush()
+    again = tracking.RunLogger(sqlite_uri, run_id, spool_dir=str(tmp_path / "spool"))
+    again.log_metrics({"val_acc": 0.5, "train_loss": 1.25}, step=1, timestamp_ms=at)  # the write-back
+    again.log_metrics({"val_acc": 0.6}, step=2)
+    again.close()
+    c = tracking.client(sqlite_uri)
+    assert [(m.step, m.value) for m in c.get_metric_history(run_id, "val_acc")] == [(1, 0.5), (2, 0.6)]
+    assert len(c.get_metric_history(run_id, "train_loss")) == 1
+
+
 def test_outage_spools_then_replays(sqlite_uri: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens here
     spool = tmp_path / "spool"
