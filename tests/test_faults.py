@@ -25,15 +25,6 @@ from raymlops.models import build_model
 from raymlops.schema import TAG_RESTARTS
 
 
-def _store(tmp_path: Path) -> dict[str, str]:
-    return {
-        "mlflow.tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
-        "mlflow.artifact_location": str(tmp_path / "artifacts"),
-        "mlflow.spool_dir": str(tmp_path / "spool"),
-        "storage_path": str(tmp_path / "ray_results"),
-    }
-
-
 def _train_workers(root: int) -> dict[int, str]:
     return {pid: cmd for pid, cmd in descendants(root).items() if cmd.startswith("ray::RayTrainWorker")}
 
@@ -51,11 +42,11 @@ def _holds_file(pid: int, path: Path) -> bool:
 
 
 @pytest.mark.cluster
-def test_ddp_worker_killed_resumes_same_run(tmp_path: Path) -> None:
+def test_ddp_worker_killed_resumes_same_run(tmp_path: Path, store: dict[str, str]) -> None:
     """Garble the newest checkpoint of a 2-worker job and SIGKILL its rank-0 Ray Train worker: the job
     restarts, detects the corrupt checkpoint, resumes from the one before, finishes, and continues
     the same MLflow run (epochs 1..4 once each, the restart recorded); num_to_keep checkpoints remain."""
-    store, log = _store(tmp_path), tmp_path / "train.log"
+    log = tmp_path / "train.log"
     epochs = 4
     proc = start_cli(
         "raymlops.train",
@@ -141,10 +132,10 @@ def _newest_on_disk(trial_dir: Path) -> int:
 
 
 @pytest.mark.cluster
-def test_search_driver_killed_then_resumed(tmp_path: Path) -> None:
+def test_search_driver_killed_then_resumed(tmp_path: Path, store: dict[str, str]) -> None:
     """SIGKILL the whole `raymlops.tune` process group once a trial has finished and another is
     mid-way; `tune.resume=true` finishes the search without rerunning finished trials."""
-    store, samples, epochs = _store(tmp_path), 3, 4
+    samples, epochs = 3, 4
     args = overrides(
         store,
         "+experiment=smoke",
@@ -309,10 +300,10 @@ def test_newer_checkpoint_than_the_launcher_knows_is_found(tmp_path: Path) -> No
 
 @pytest.mark.slow
 @pytest.mark.cluster
-def test_ddp_trials_keep_num_to_keep_checkpoints(tmp_path: Path) -> None:
+def test_ddp_trials_keep_num_to_keep_checkpoints(tmp_path: Path, store: dict[str, str]) -> None:
     """2-worker DDP trials (TorchTrainer per trial): each trial's Ray Train run under train_runs/ and
     its Tune trial folder keep at most checkpoint.num_to_keep checkpoints; epochs logged once."""
-    store, log = _store(tmp_path), tmp_path / "search.log"
+    log = tmp_path / "search.log"
     args = overrides(
         store,
         "+experiment=smoke",
