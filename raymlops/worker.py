@@ -56,8 +56,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    for noisy in ("alembic", "mlflow", "ray.train"):  # a line per report and per SQLite connection otherwise
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    noisy = ["alembic", "mlflow", "ray.train"]  # a line per report and per SQLite connection otherwise
+    try:  # Ray Train V2 logs "Reporting training result ..." per report through a logger named by its file path
+        from ray.train.v2._internal.execution import context as train_context
+
+        noisy.append(train_context.__file__)
+    except ImportError:
+        pass
+    for name in noisy:
+        logging.getLogger(name).setLevel(logging.WARNING)
     ctx = ray.train.get_context()
     ckpt = ray.train.get_checkpoint()
 
