@@ -21,7 +21,7 @@ from conftest import overrides
 from faultkit import MlflowServer, epoch_steps, finish, free_port, kill_tree, start_cli, tail, wait_for
 
 from raymlops import tracking
-from raymlops.schema import EPOCH_METRICS, TAG_PARENT, TAG_RUN_KEY
+from raymlops.schema import EPOCH_METRICS, STEP_METRIC, TAG_PARENT, TAG_RUN_KEY
 
 EXPERIMENT = "raymlops-smoke"
 
@@ -168,12 +168,12 @@ def max_overlap(intervals: list[tuple[int, int]]) -> int:
 
 
 def logging_windows(uri: str) -> list[tuple[int, int]]:
-    """Per trial run: first to last epoch point timestamp (ms)."""
+    """Per trial run: its first to its last logged point (per-step and per-epoch metrics), in ms."""
     c = tracking.client(uri)
     exp = c.get_experiment_by_name(EXPERIMENT)
     out = []
     for run in c.search_runs([exp.experiment_id], filter_string="tags.`raymlops.role` = 'trial'", max_results=5000):
-        stamps = [m.timestamp for key in EPOCH_METRICS for m in c.get_metric_history(run.info.run_id, key)]
+        stamps = [m.timestamp for key in (*EPOCH_METRICS, STEP_METRIC) for m in c.get_metric_history(run.info.run_id, key)]
         out.append((min(stamps), max(stamps)))
     return out
 
