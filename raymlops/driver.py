@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -161,9 +162,15 @@ def _tune_session(config: dict[str, Any]) -> Session:
 
     ckpt = tune.get_checkpoint()
     trial_dir = _trial_folder()
+    first_checkpoint = [True]
 
     def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        started = time.time()
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
+        if ckpt_dir and first_checkpoint[0]:
+            first_checkpoint[0] = False
+            if trial_dir and known >= 0:
+                _drop_unregistered(trial_dir, known, started)
 
     gpu = config["runtime"]["use_gpu"] and torch.cuda.is_available()
     # A resumed search: Tune's record of this trial may lag the disk (see checkpoint_candidates), and a
@@ -179,6 +186,20 @@ def _tune_session(config: dict[str, Any]) -> Session:
         known_epoch=known,
         stop_epoch=done if done and done > 0 else None,
     )
+
+
+def _drop_unregistered(trial_dir: str, known: int, before: float) -> None:
+    """After a trial's first checkpoint since it (re)started is registered, delete the checkpoints that a
+    killed driver never registered: newer than the one Tune restored (epoch `known`) and written before
+    this run. Tune's num_to_keep pruning only deletes checkpoints it knows, so they would stay for good."""
+    for path in Path(trial_dir).glob("checkpoint_*"):
+        try:
+            orphan = _epoch_of(str(path)) > known and (path / MANIFEST_FILE).stat().st_mtime < before
+        except OSError:
+            continue
+        if orphan:
+            log.warning("removing %s: written just before the search driver died, never registered by Tune", path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _trial_folder() -> str | None:

@@ -144,6 +144,9 @@ def test_search_driver_killed_then_resumed(tmp_path: Path, store: dict[str, str]
         "data.num_train=3000",
         "ray.num_cpus=2",
         "evaluate.enabled=false",
+        # FIFO: every trial trains all its epochs, so the third is mid-way for seconds after the first two
+        # finish together (under ASHA it was stopped at epoch 1 and the poll could miss the moment)
+        "scheduler=fifo",
     )
     log1, log2 = tmp_path / "search.log", tmp_path / "resume.log"
     c = tracking.client(store["mlflow.tracking_uri"])
