@@ -275,6 +275,11 @@ def validate(config: dict[str, Any]) -> None:
     if tune["mode"] not in ("max", "min"):
         raise UserError(f"tune.mode={tune['mode']!r} must be max or min.")
     _check_metric(tune["metric"])
+    if config["scheduler"].get("mode", "auto") not in ("auto", "promote", "stop"):
+        raise UserError(
+            f"scheduler.mode={config['scheduler']['mode']!r} must be auto, promote (pause and resume, Li et al.) "
+            "or stop (Ray Tune's ASHAScheduler)."
+        )
     if config["registry"]["promote"] not in ("if_better", "always", "never"):
         raise UserError(f"registry.promote={config['registry']['promote']!r} must be if_better, always or never.")
     from raymlops.search import validate_space

@@ -100,10 +100,27 @@ def build_scheduler(config: dict[str, Any]) -> Any:
     common: dict[str, Any] = {"time_attr": "training_iteration"}  # metric and mode come from TuneConfig, set once
     if sched["name"] == "asha":
         grace = min(int(sched["grace_period"]), max_t)
+        if asha_mode(config) == "promote":
+            from raymlops.schedulers import PromotionASHA
+
+            return PromotionASHA(max_t=max_t, grace_period=grace, reduction_factor=sched["reduction_factor"], **common)
         return ASHAScheduler(max_t=max_t, grace_period=grace, reduction_factor=sched["reduction_factor"], **common)
     if sched["name"] == "hyperband":
         return HyperBandScheduler(max_t=max_t, reduction_factor=sched["reduction_factor"], **common)
     return FIFOScheduler()
+
+
+def asha_mode(config: dict[str, Any]) -> str:
+    """scheduler.mode for ASHA: `promote` pauses a trial below its rung's top 1/rf and resumes it if it
+    rises (raymlops.schedulers.PromotionASHA); `stop` is Ray Tune's ASHAScheduler; `auto` promotes
+    trials that train inside their Tune actor (a pause costs a checkpoint) and stops DDP trials (a
+    resume would cost a new worker group)."""
+    from raymlops.driver import in_process
+
+    mode = str(config["scheduler"].get("mode", "auto"))
+    if mode == "auto":
+        return "promote" if in_process(config) else "stop"
+    return mode
 
 
 def build_search_alg(config: dict[str, Any], max_concurrent: int) -> Any:

@@ -323,7 +323,9 @@ def _start_tracking(
     if restarts:
         tracker.set_tags({schema.TAG_RESTARTS: restarts})
         tracker.log_metrics({"restarts": restarts}, step=len(history))
-        log.warning("resumed from epoch %d (restart %d); MLflow run %s continues", len(history), restarts, tracker.run_id)
+        log.warning(  # a restart after a failure, or a trial the scheduler paused and now resumes
+            "resumed from epoch %d (resume %d); MLflow run %s continues", len(history), restarts, tracker.run_id
+        )
     return already
 
 
