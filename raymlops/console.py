@@ -16,6 +16,15 @@ class _RedactingFormatter(logging.Formatter):
         return redact_text(super().format(record))
 
 
+class _ResumeNoise(logging.Filter):
+    """Tune's result.json / progress.csv loggers, when a trial resumes from a checkpoint (a trial paused by
+    promotion ASHA, or restarted), try to fetch those files from storage_path and warn "Remote file not
+    found" when Tune has not synced them there yet; the local copy they append to is intact."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Remote file not found:")
+
+
 def setup_logging() -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
@@ -31,6 +40,9 @@ def setup_logging() -> None:
     for name in ("mlflow", "alembic", "sqlalchemy.engine", "huey"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    tune_loggers = logging.getLogger("ray.tune.logger.logger")
+    if not any(isinstance(f, _ResumeNoise) for f in tune_loggers.filters):
+        tune_loggers.addFilter(_ResumeNoise())
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
