@@ -97,6 +97,9 @@ class PromotionASHA(FIFOScheduler):
                     self.num_promoted += 1
                     self._unpark(tune_controller, tid)
                     return paused[tid]
+        for tid, trial in paused.items():
+            if tid not in self.waiting:  # paused under an earlier driver (a resumed search): judged again at its next rung
+                return trial
         for trial in trials:
             if trial.status == Trial.PENDING:
                 return trial

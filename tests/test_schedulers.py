@@ -122,6 +122,17 @@ def test_paused_trials_do_not_block_the_searcher_and_late_arrivals_promote() -> 
     assert epochs == 12 + 4 * 2
 
 
+def test_trials_paused_before_a_driver_restart_are_resumed_not_dropped() -> None:
+    """After tune.resume=true, Tune hands back PAUSED trials this scheduler has no record of: they run on to
+    their next rung and are judged there, instead of being stopped unseen at the end."""
+    sched = PromotionASHA(max_t=9, metric="val_acc", mode="max")
+    ctl = _Controller(_Searcher([], 2), 2)
+    restored, fresh = _Trial("0", 0.5), _Trial("1", 0.5)
+    restored.status = Trial.PAUSED
+    ctl.trials = [restored, fresh]
+    assert sched.choose_trial_to_run(ctl) is restored
+
+
 def test_min_mode_ranks_low_values_first() -> None:
     sched = PromotionASHA(max_t=3, metric="val_loss", mode="min")
     ctl = _Controller(_Searcher([], 3), 3)
