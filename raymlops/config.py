@@ -248,6 +248,7 @@ def validate(config: dict[str, Any]) -> None:
     _choice(optim["name"], schema.OPTIMIZERS, "optim.name")
     _choice(train["lr_schedule"], schema.LR_SCHEDULES, "train.lr_schedule")
     _choice(config["scheduler"]["name"], schema.SCHEDULERS, "scheduler.name")
+    _choice(config["scheduler"].get("mode", "auto"), schema.ASHA_MODES, "scheduler.mode")
     _choice(config["search_alg"]["name"], schema.SEARCH_ALGS, "search_alg.name")
     _positive(optim["lr"], "optim.lr")
     _positive(train["epochs"], "train.epochs", integer=True)
@@ -275,11 +276,6 @@ def validate(config: dict[str, Any]) -> None:
     if tune["mode"] not in ("max", "min"):
         raise UserError(f"tune.mode={tune['mode']!r} must be max or min.")
     _check_metric(tune["metric"])
-    if config["scheduler"].get("mode", "auto") not in ("auto", "promote", "stop"):
-        raise UserError(
-            f"scheduler.mode={config['scheduler']['mode']!r} must be auto, promote (pause and resume, Li et al.) "
-            "or stop (Ray Tune's ASHAScheduler)."
-        )
     if config["registry"]["promote"] not in ("if_better", "always", "never"):
         raise UserError(f"registry.promote={config['registry']['promote']!r} must be if_better, always or never.")
     from raymlops.search import validate_space

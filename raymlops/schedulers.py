@@ -14,13 +14,10 @@ uses it only for the former.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
-
-log = logging.getLogger(__name__)
 
 
 class PromotionASHA(FIFOScheduler):

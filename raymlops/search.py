@@ -99,12 +99,11 @@ def build_scheduler(config: dict[str, Any]) -> Any:
     max_t = config["train"]["epochs"]
     common: dict[str, Any] = {"time_attr": "training_iteration"}  # metric and mode come from TuneConfig, set once
     if sched["name"] == "asha":
-        grace = min(int(sched["grace_period"]), max_t)
-        if asha_mode(config) == "promote":
-            from raymlops.schedulers import PromotionASHA
+        from raymlops.schedulers import PromotionASHA
 
-            return PromotionASHA(max_t=max_t, grace_period=grace, reduction_factor=sched["reduction_factor"], **common)
-        return ASHAScheduler(max_t=max_t, grace_period=grace, reduction_factor=sched["reduction_factor"], **common)
+        asha = PromotionASHA if asha_mode(config) == "promote" else ASHAScheduler
+        grace = min(int(sched["grace_period"]), max_t)
+        return asha(max_t=max_t, grace_period=grace, reduction_factor=sched["reduction_factor"], **common)
     if sched["name"] == "hyperband":
         return HyperBandScheduler(max_t=max_t, reduction_factor=sched["reduction_factor"], **common)
     return FIFOScheduler()

@@ -45,10 +45,10 @@ class _Searcher:
 
 
 class _Controller:
-    """The parts of Tune's controller a scheduler sees, with `slots` trials running at once."""
+    """The parts of Tune's controller a scheduler sees."""
 
-    def __init__(self, searcher: _Searcher, slots: int) -> None:
-        self.search_alg, self.slots, self.trials = searcher, slots, []  # type: list[_Trial]
+    def __init__(self, searcher: _Searcher) -> None:
+        self.search_alg, self.trials = searcher, []  # type: list[_Trial]
 
     def get_trials(self) -> list[_Trial]:
         return self.trials
@@ -61,7 +61,7 @@ class _Controller:
 def _search(qualities: list[float], max_t: int, slots: int = 2) -> tuple[_Controller, PromotionASHA, int]:
     """Run a whole search: each step every running trial trains one epoch and reports quality * epoch."""
     sched = PromotionASHA(max_t=max_t, grace_period=1, reduction_factor=3, metric="val_acc", mode="max")
-    ctl = _Controller(_Searcher(qualities, max_concurrent=slots), slots)
+    ctl = _Controller(_Searcher(qualities, max_concurrent=slots))
     epochs = 0
     for _ in range(10_000):
         while (trial := ctl.search_alg.next_trial()) is not None:
@@ -126,7 +126,7 @@ def test_trials_paused_before_a_driver_restart_are_resumed_not_dropped() -> None
     """After tune.resume=true, Tune hands back PAUSED trials this scheduler has no record of: they run on to
     their next rung and are judged there, instead of being stopped unseen at the end."""
     sched = PromotionASHA(max_t=9, metric="val_acc", mode="max")
-    ctl = _Controller(_Searcher([], 2), 2)
+    ctl = _Controller(_Searcher([], 2))
     restored, fresh = _Trial("0", 0.5), _Trial("1", 0.5)
     restored.status = Trial.PAUSED
     ctl.trials = [restored, fresh]
@@ -135,7 +135,7 @@ def test_trials_paused_before_a_driver_restart_are_resumed_not_dropped() -> None
 
 def test_min_mode_ranks_low_values_first() -> None:
     sched = PromotionASHA(max_t=3, metric="val_loss", mode="min")
-    ctl = _Controller(_Searcher([], 3), 3)
+    ctl = _Controller(_Searcher([], 3))
     trials = [_Trial(str(i), 0) for i in range(3)]
     ctl.trials = trials
     for trial in trials:
