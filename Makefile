@@ -54,10 +54,11 @@ test-slow: install ## only the slow tests
 test-cluster: install ## cluster YAMLs, autoscaling, multi-node and tracking-server tests
 	$(PY) -m pytest -q -m cluster $(PYTEST_ARGS)
 
-lint: install ## ruff (lint + format check) and mypy on raymlops/
+lint: install ## ruff (lint + format check), mypy, and the layers contract (import-linter, pyproject.toml)
 	$(VENV)/bin/ruff check raymlops tests
 	$(VENV)/bin/ruff format --check raymlops tests
 	$(VENV)/bin/mypy raymlops
+	$(VENV)/bin/lint-imports
 
 format: install ## ruff format and autofix
 	$(VENV)/bin/ruff format raymlops tests

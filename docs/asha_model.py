@@ -8,7 +8,7 @@ learning curves. Two promotion rules:
   below the rung's 1 - 1/rf percentile of the results recorded so far, so early trials see few rivals;
 - promotion as in Li et al. 2020 ("A System for Massively Parallel Hyperparameter Tuning"): a trial that
   is not in the top 1/rf of its rung waits (a Tune PAUSE) and is resumed only if it gets there later.
-  raymlops implements this one as `raymlops.schedulers.PromotionASHA` (`scheduler.mode=promote`, the
+  raymlops implements this one as `raymlops.search.promotion_asha.PromotionASHA` (`scheduler.mode=promote`, the
   default for 1-worker trials); tests/test_schedulers.py drives it through the same kind of replay.
 Prints the median total-epochs ratio against FIFO (32 x 9 = 288 epochs) for each.
 """

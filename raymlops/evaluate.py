@@ -1,137 +1,32 @@
-"""Test-set evaluation: accuracy, loss, confusion matrix and per-class accuracy, logged to MLflow.
-
-`python -m raymlops.evaluate model_uri=models:/NAME@champion [data overrides]` evaluates any
-registered or logged model on a dataset's test split and logs the same artifacts to a new run.
-"""
+"""`python -m raymlops.evaluate model_uri=models:/NAME@champion [data overrides]`: evaluate any registered or
+logged model on a data set's test split and log the same artifacts as a search does to a new run."""
 
 from __future__ import annotations
 
-import json
-import logging
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from raymlops import schema, tracking
-from raymlops.data import Splits
-from raymlops.errors import UserError, cli
-
-log = logging.getLogger(__name__)
-
-
-def evaluate_model(
-    model: nn.Module, splits: Splits, device: torch.device | None = None, batch_size: int = 1024
-) -> dict[str, Any]:
-    """test_acc, test_loss, the confusion matrix (rows = true class) and per-class accuracy."""
-    from raymlops.worker import predict
-
-    device = device or torch.device("cpu")
-    model = model.to(device).float().eval()
-    mean = torch.tensor(splits.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(splits.std, device=device).view(1, -1, 1, 1)
-    x, y = splits.test_x.to(device), splits.test_y.to(device)
-    logits = predict(model, x, mean, std, batch_size)
-    loss = float(nn.functional.cross_entropy(logits, y))
-    pred = logits.argmax(1)
-    k = splits.num_classes
-    confusion = torch.bincount(y * k + pred, minlength=k * k).view(k, k).cpu()
-    per_class = {c: float(confusion[i, i] / max(int(confusion[i].sum()), 1)) for i, c in enumerate(splits.classes)}
-    return {
-        "test_acc": float((pred == y).float().mean()),
-        "test_loss": loss,
-        "confusion": confusion.tolist(),
-        "per_class_acc": per_class,
-        "classes": splits.classes,
-        "n_test": len(y),
-    }
-
-
-def confusion_png(result: dict[str, Any], path: Path, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    cm = np.array(result["confusion"], dtype=float)
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    k = len(result["classes"])
-    fig, ax = plt.subplots(figsize=(max(5, k * 0.55), max(4.5, k * 0.5)))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    if k <= 20:
-        ax.set_xticks(range(k), result["classes"], rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(k), result["classes"], fontsize=8)
-        for i in range(k):
-            for j in range(k):
-                ax.text(
-                    j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black"
-                )
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or f"test accuracy {result['test_acc']:.3f}")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def log_evaluation(tracking_uri: str, run_ids: list[str], result: dict[str, Any], model_uri: str = "") -> None:
-    """test_acc/test_loss metrics plus confusion_matrix.png and per_class_accuracy.json on each run."""
-    c = tracking.client(tracking_uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        d = Path(tmp)
-        confusion_png(result, d / "confusion_matrix.png")
-        (d / "per_class_accuracy.json").write_text(
-            json.dumps(
-                {
-                    "model_uri": model_uri,
-                    "test_acc": result["test_acc"],
-                    "n_test": result["n_test"],
-                    "per_class_accuracy": result["per_class_acc"],
-                    "confusion": result["confusion"],
-                    "classes": result["classes"],
-                },
-                indent=2,
-            )
-        )
-        for run_id in dict.fromkeys(run_ids):
-            c.log_metric(run_id, "test_acc", result["test_acc"])
-            c.log_metric(run_id, "test_loss", result["test_loss"])
-            c.log_artifact(run_id, str(d / "confusion_matrix.png"), "evaluation")
-            c.log_artifact(run_id, str(d / "per_class_accuracy.json"), "evaluation")
-
-
-def load_logged_model(model_uri: str) -> nn.Module:
-    import mlflow.pytorch
-
-    try:
-        model: nn.Module = mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    except Exception as err:
-        raise UserError(
-            f"Could not load model_uri={model_uri} ({type(err).__name__}: {' '.join(str(err).split())[:200]}). "
-            "Use models:/NAME@champion, models:/NAME/VERSION or runs:/RUN_ID/model; list them with python -m raymlops.registry list."
-        ) from None
-    return model
+from raymlops.config import compose
+from raymlops.core import names
+from raymlops.core.console import setup_logging
+from raymlops.core.errors import UserError, cli
 
 
 @cli
 def main(argv: list[str]) -> dict[str, Any]:
     """Evaluate model_uri on the configured dataset's test split and log a role=evaluate run."""
-    import mlflow
-
-    from raymlops import config as config_mod
-    from raymlops.console import setup_logging
-    from raymlops.data import load_splits
-
     setup_logging()
     argv = [f"evaluate.{a}" if a.startswith("model_uri=") else a for a in argv]
-    config = config_mod.compose(argv)
+    config = compose(argv)
     uri = config["evaluate"]["model_uri"]
     if not uri:
         raise UserError("No model to evaluate: pass model_uri=models:/NAME@champion (or runs:/RUN_ID/model).")
+    # only now: a config error costs ~1 s, not the seconds torch and MLflow take to import
+    import mlflow
+
+    from raymlops import tracking
+    from raymlops.data import load_splits
+    from raymlops.post.evaluation import evaluate_model, load_logged_model, log_evaluation
+
     mcfg = config["mlflow"]
     tracking.check_reachable(mcfg["tracking_uri"])
     mlflow.set_tracking_uri(mcfg["tracking_uri"])
@@ -142,7 +37,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     run = tracking.client(mcfg["tracking_uri"]).create_run(
         exp_id,
         run_name=f"evaluate {uri}",
-        tags={schema.TAG_ROLE: "evaluate", "raymlops.model_uri": uri, "raymlops.data": config["data"]["name"]},
+        tags={names.TAG_ROLE: "evaluate", "raymlops.model_uri": uri, "raymlops.data": config["data"]["name"]},
     )
     log_evaluation(mcfg["tracking_uri"], [run.info.run_id], result, uri)
     tracking.client(mcfg["tracking_uri"]).set_terminated(run.info.run_id)

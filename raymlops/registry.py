@@ -1,122 +1,15 @@
-"""Model Registry: register the best model as `candidate`, promote `champion` by test metrics, roll back.
-
-CLI: python -m raymlops.registry list NAME
-     python -m raymlops.registry promote NAME VERSION
-     python -m raymlops.registry rollback NAME
-"""
+"""`python -m raymlops.registry list NAME | promote NAME VERSION | rollback NAME`: the Model Registry's
+versions and aliases (`--tracking-uri` for a server)."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
-from raymlops import schema, tracking
-from raymlops.console import table
-from raymlops.errors import UserError, cli
-
-HISTORY_TAG = "raymlops.champion_history"  # registered-model tag: champion versions, oldest first
-
-
-def register(tracking_uri: str, model_uri: str, name: str, run_id: str, metrics: dict[str, Any]) -> str:
-    """Register model_uri under name, tag it with its test metrics, point `candidate` at it."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)
-    c = tracking.client(tracking_uri)
-    version = mlflow.register_model(model_uri, name, tags={**{k: str(v) for k, v in metrics.items()}, "raymlops.run_id": run_id})
-    c.set_registered_model_alias(name, schema.ALIAS_CANDIDATE, version.version)
-    return str(version.version)
-
-
-def decide_champion(
-    tracking_uri: str, name: str, version: str, policy: str, metric: str = "test_acc", min_improvement: float = 0.0
-) -> str:
-    """Move `champion` to version per policy (if_better | always | never); return the decision text."""
-    c = tracking.client(tracking_uri)
-    new = float(c.get_model_version(name, version).tags.get(metric, "nan"))
-    current = _alias_version(c, name, schema.ALIAS_CHAMPION)
-    if policy == "never":
-        decision = f"kept champion v{current}: promotion disabled (registry.promote=never)"
-    elif current is None:
-        promote(tracking_uri, name, version)
-        decision = f"promoted v{version} to champion: first champion ({metric}={new:.4f})"
-    else:
-        old = float(c.get_model_version(name, current).tags.get(metric, "nan"))
-        if policy == "always" or (new == new and (old != old or new > old + min_improvement)):
-            promote(tracking_uri, name, version)
-            decision = f"promoted v{version} to champion: {metric} {new:.4f} vs v{current} {old:.4f}"
-        else:
-            decision = f"kept champion v{current}: candidate v{version} {metric} {new:.4f} is not better than {old:.4f} (+{min_improvement})"
-    c.set_model_version_tag(name, version, schema.TAG_DECISION, decision)
-    return decision
-
-
-def promote(tracking_uri: str, name: str, version: str) -> None:
-    c = tracking.client(tracking_uri)
-    current = _alias_version(c, name, schema.ALIAS_CHAMPION)
-    if current == str(version):
-        return
-    c.get_model_version(name, version)  # raises if missing
-    history = _history(c, name)
-    if current is not None:
-        c.set_registered_model_alias(name, schema.ALIAS_PREVIOUS, current)
-    c.set_registered_model_alias(name, schema.ALIAS_CHAMPION, str(version))
-    c.set_registered_model_tag(name, HISTORY_TAG, ",".join([*history, str(version)]))
-
-
-def rollback(tracking_uri: str, name: str) -> str:
-    """Point `champion` back at the champion before it; return that version."""
-    c = tracking.client(tracking_uri)
-    history = _history(c, name)
-    if len(history) < 2:
-        raise UserError(f"Model {name!r} has no earlier champion to roll back to (history: {history or 'empty'}).")
-    history.pop()
-    previous = history[-1]
-    c.set_registered_model_alias(name, schema.ALIAS_CHAMPION, previous)
-    if len(history) >= 2:
-        c.set_registered_model_alias(name, schema.ALIAS_PREVIOUS, history[-2])
-    else:
-        c.delete_registered_model_alias(name, schema.ALIAS_PREVIOUS)
-    c.set_registered_model_tag(name, HISTORY_TAG, ",".join(history))
-    return previous
-
-
-def _history(c: Any, name: str) -> list[str]:
-    raw = c.get_registered_model(name).tags.get(HISTORY_TAG, "")
-    return [v for v in raw.split(",") if v]
-
-
-def _alias_version(c: Any, name: str, alias: str) -> str | None:
-    try:
-        return str(c.get_model_version_by_alias(name, alias).version)
-    except Exception:
-        return None
-
-
-def versions(tracking_uri: str, name: str) -> list[dict[str, Any]]:
-    c = tracking.client(tracking_uri)
-    try:
-        model = c.get_registered_model(name)
-    except Exception:
-        raise UserError(
-            f"No registered model named {name!r} at {tracking_uri}; run a search first (registry.model_name)."
-        ) from None
-    aliases: dict[str, list[str]] = {}
-    for alias, ver in (model.aliases or {}).items():
-        aliases.setdefault(str(ver), []).append(alias)
-    rows = []
-    for mv in sorted(c.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
-        rows.append(
-            {
-                "version": mv.version,
-                "aliases": ",".join(sorted(aliases.get(str(mv.version), []))) or "-",
-                "test_acc": mv.tags.get("test_acc", "-"),
-                "run_id": mv.run_id,
-                "decision": mv.tags.get(schema.TAG_DECISION, "-"),
-            }
-        )
-    return rows
+from raymlops.core.console import table
+from raymlops.core.errors import UserError, cli
+from raymlops.post.registry import promote, rollback, versions
+from raymlops.tracking import check_reachable
 
 
 @cli
@@ -132,7 +25,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("version")
     sub.add_parser("rollback", help="point champion back at the previous champion").add_argument("name")
     args = parser.parse_args(argv)
-    tracking.check_reachable(args.tracking_uri)
+    check_reachable(args.tracking_uri)
     if args.cmd == "list":
         print(table(versions(args.tracking_uri, args.name), ["version", "aliases", "test_acc", "run_id", "decision"]))
     elif args.cmd == "promote":

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from raymlops import config as config_mod
-from raymlops.console import setup_logging
-from raymlops.errors import cli
-from raymlops.secrets import redact
+from raymlops.config import compose
+from raymlops.core.console import setup_logging
+from raymlops.core.errors import cli
+from raymlops.core.redact import redact
 
 
 @cli
 def main(argv: list[str]) -> dict[str, float]:
     setup_logging()
-    config = config_mod.compose(argv)  # Hydra compose + validation, before Ray starts
-    from raymlops import driver  # only now: a config error costs ~1 s, not the ~3 s torch + Ray take to import
+    config = compose(argv)  # Hydra compose + validation, before Ray starts
+    from raymlops.launch.job import run_train_job, start  # only now: a config error costs ~1 s, not the ~3 s of torch + Ray
 
-    config, _ = driver.start(config, argv, role="train")
+    launch = start(config, argv)
     mcfg = config["mlflow"]
     print(
         f"Training {config['model']['name']} on {config['data']['name']} with {config['scaling']['num_workers']} "
-        f"worker(s), gpu={config['runtime']['use_gpu']}; MLflow: {redact(mcfg['tracking_uri'])} "
+        f"worker(s), gpu={launch.use_gpu}; MLflow: {redact(mcfg['tracking_uri'])} "
         f"experiment {mcfg['experiment_name']!r}",
         flush=True,
     )
-    metrics = driver.run_train_job(config)
+    metrics = run_train_job(config, launch)
     shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
     print(f"Finished epoch {metrics.get('epoch')}: {shown}; MLflow run {metrics.get('mlflow_run_id')}", flush=True)
     return metrics

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from raymlops import config as config_mod
-from raymlops.console import setup_logging
-from raymlops.errors import cli
+from raymlops.config import compose
+from raymlops.core.console import setup_logging
+from raymlops.core.errors import cli
 
 
 @cli
 def main(argv: list[str]) -> dict[str, Any]:
     setup_logging()
-    config = config_mod.compose(argv)  # Hydra compose + validation, before Ray starts
-    from raymlops import driver, runner  # only now: a config error costs ~1 s, not the ~3 s torch + Ray take to import
+    config = compose(argv)  # Hydra compose + validation, before Ray starts
+    # only now: a config error costs ~1 s, not the ~3 s torch + Ray take to import
+    from raymlops.launch.job import start
+    from raymlops.search.resume import check_resumable, search_name
+    from raymlops.search.tuner import run_search
 
     if config["tune"]["resume"] not in (False, None, "false"):  # nothing to resume: say so before Ray starts
-        runner.check_resumable(config, runner.search_name(config))
-    config, groups = driver.start(config, argv, role="search")
-    summary = runner.run_search(config, groups)
+        check_resumable(config, search_name(config))
+    summary = run_search(config, start(config, argv))
     metric = config["tune"]["metric"]
     print(
         f"Done: best {metric}={summary['best_' + metric]:.4f} "

@@ -293,4 +293,4 @@ def test_debug_flag_shows_the_traceback() -> None:
     cmd = [sys.executable, "-m", "raymlops.tune", "+experiment=smoke", "model.name=resnet50"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "Traceback" in proc.stderr, proc.stderr[-2000:]
-    assert "raymlops.errors.UserError: model.name='resnet50'" in proc.stderr
+    assert "raymlops.core.errors.UserError: model.name='resnet50'" in proc.stderr

@@ -148,7 +148,7 @@ def test_aws_yaml_bootstraps_and_launches_every_node_type_against_an_ec2_emulato
 
 def test_raymlops_reads_the_gpu_node_types_from_the_autoscaler_yaml() -> None:
     """On a `ray up` head the driver reads ~/ray_bootstrap_config.yaml: GPUs count before any GPU node exists."""
-    from raymlops import cluster
+    from raymlops.launch import cluster
 
     config = {"ray": {"autoscaling_config": str(CLUSTER / "aws.yaml")}}
     types = cluster.autoscaler_node_types(config)

@@ -21,7 +21,7 @@ from conftest import overrides
 from faultkit import MlflowServer, epoch_steps, finish, free_port, kill_tree, start_cli, tail, wait_for
 
 from raymlops import tracking
-from raymlops.schema import EPOCH_METRICS, STEP_METRIC, TAG_PARENT, TAG_RUN_KEY
+from raymlops.core.names import EPOCH_METRICS, STEP_METRIC, TAG_PARENT, TAG_RUN_KEY
 
 EXPERIMENT = "raymlops-smoke"
 

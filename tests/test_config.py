@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from raymlops import config as C
-from raymlops import search
-from raymlops.errors import UserError
+from raymlops.core.errors import UserError
+from raymlops.search.schedulers import build_scheduler
+from raymlops.search.searchers import build_search_alg
+from raymlops.search.space import param_space
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -35,11 +37,11 @@ def test_experiment_composes_and_space_builds(name: str) -> None:
     extra = ["data.root=/tmp/images"] if name == "imagefolder" else []
     cfg = C.compose([f"+experiment={name}", *extra])
     assert cfg["name"] == name
-    space = search.param_space(cfg)
+    space = param_space(cfg)
     assert set(space) == set(cfg["search_space"])
-    assert search.build_scheduler(cfg) is not None
+    assert build_scheduler(cfg) is not None
     if cfg["search_alg"]["name"] == "optuna":
-        assert search.build_search_alg(cfg, 2) is not None
+        assert build_search_alg(cfg, 2) is not None
     first_line = (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()
     assert any("python -m raymlops." in line for line in first_line[:4]), "each experiment YAML starts with its command"
 

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from raymlops import data
-from raymlops.errors import UserError
+from raymlops.core.errors import UserError
 
 
 def _tree(root: Path, classes: dict[str, list[str]] | None = None, n: int = 6, size: int = 32) -> Path:

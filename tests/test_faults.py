@@ -19,10 +19,11 @@ import pytest
 from conftest import overrides
 from faultkit import alive, children, descendants, epoch_steps, finish, kill_tree, start_cli, wait_for
 
-from raymlops import tracking, worker
+from raymlops import tracking
 from raymlops.config import compose
+from raymlops.core.names import TAG_RESTARTS
 from raymlops.models import build_model
-from raymlops.schema import TAG_RESTARTS
+from raymlops.training import checkpoints, optim
 
 
 def _train_workers(root: int) -> dict[int, str]:
@@ -231,7 +232,7 @@ def _checkpoints(tmp_path: Path, epochs: int) -> tuple[dict[str, object], Path, 
     config = compose(["+experiment=smoke", f"checkpoint.dir={tmp_path / 'staging'}"])
     torch.manual_seed(0)
     model = build_model(config["model"], 3, 10)
-    optimizer, scheduler = worker.build_optimizer(config, model, steps_per_epoch=1)
+    optimizer, scheduler = optim.build_optimizer(config, model, steps_per_epoch=1)
     folder, weights = tmp_path / "trial", []
     folder.mkdir()
     for epoch in range(1, epochs + 1):
@@ -240,7 +241,7 @@ def _checkpoints(tmp_path: Path, epochs: int) -> tuple[dict[str, object], Path, 
         loss.backward()
         optimizer.step()
         scheduler.step()
-        staged = worker.save_checkpoint(
+        staged = checkpoints.save_checkpoint(
             config, model, optimizer, scheduler, epoch, [{"epoch": e} for e in range(1, epoch + 1)], "run1", 0
         )
         shutil.move(staged, folder / f"checkpoint_{epoch - 1:06d}")
@@ -250,8 +251,8 @@ def _checkpoints(tmp_path: Path, epochs: int) -> tuple[dict[str, object], Path, 
 
 def _restore(config: dict[str, object], candidates: list[str]) -> tuple[dict[str, object], object]:
     model = build_model(config["model"], 3, 10)  # type: ignore[index]
-    optimizer, scheduler = worker.build_optimizer(config, model, steps_per_epoch=1)  # type: ignore[arg-type]
-    return worker.restore(candidates, model, optimizer, scheduler), model
+    optimizer, scheduler = optim.build_optimizer(config, model, steps_per_epoch=1)  # type: ignore[arg-type]
+    return checkpoints.restore(candidates, model, optimizer, scheduler), model
 
 
 def _same(model: object, weights: dict[str, object]) -> bool:
@@ -263,7 +264,7 @@ def _same(model: object, weights: dict[str, object]) -> bool:
 def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config, folder, weights = _checkpoints(tmp_path, epochs=3)
     latest = str(folder / "checkpoint_000002")
-    candidates = worker.checkpoint_candidates(latest)
+    candidates = checkpoints.checkpoint_candidates(latest)
     assert candidates == [str(folder / f"checkpoint_{i:06d}") for i in (2, 1, 0)]
     state, model = _restore(config, candidates)
     assert state["epoch"] == 3 and _same(model, weights[2])
@@ -271,22 +272,22 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path: Path, cap
     blob = bytearray((folder / "checkpoint_000002" / "state.pt").read_bytes())  # garble a byte in the middle
     blob[len(blob) // 2] ^= 0xFF
     (folder / "checkpoint_000002" / "state.pt").write_bytes(bytes(blob))
-    with caplog.at_level(logging.WARNING, logger="raymlops.worker"):
-        state, model = _restore(config, worker.checkpoint_candidates(latest))
+    with caplog.at_level(logging.WARNING, logger="raymlops.training"):
+        state, model = _restore(config, checkpoints.checkpoint_candidates(latest))
     assert state["epoch"] == 2 and _same(model, weights[1]), "the previous checkpoint is used"
     assert "checksum mismatch" in caplog.text and "restored from older checkpoint" in caplog.text
 
     with open(folder / "checkpoint_000001" / "state.pt", "r+b") as fh:  # truncated (a half-written upload)
         fh.truncate(100)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="raymlops.worker"):
-        state, model = _restore(config, worker.checkpoint_candidates(latest))
+    with caplog.at_level(logging.WARNING, logger="raymlops.training"):
+        state, model = _restore(config, checkpoints.checkpoint_candidates(latest))
     assert state["epoch"] == 1 and _same(model, weights[0]) and caplog.text.count("unreadable") == 2
 
     (folder / "checkpoint_000000" / "manifest.json").unlink()  # no manifest: cannot be trusted either
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="raymlops.worker"):
-        state, _ = _restore(config, worker.checkpoint_candidates(latest))
+    with caplog.at_level(logging.WARNING, logger="raymlops.training"):
+        state, _ = _restore(config, checkpoints.checkpoint_candidates(latest))
     assert state == {} and "no readable checkpoint among 3; starting from scratch" in caplog.text
 
 
@@ -294,11 +295,11 @@ def test_newer_checkpoint_than_the_launcher_knows_is_found(tmp_path: Path) -> No
     """After a driver crash Tune may hand back an older checkpoint (or none) than the trial wrote last."""
     config, folder, weights = _checkpoints(tmp_path, epochs=3)
     for stale in (str(folder / "checkpoint_000000"), None):
-        candidates = worker.checkpoint_candidates(stale, str(folder))
+        candidates = checkpoints.checkpoint_candidates(stale, str(folder))
         assert candidates[0] == str(folder / "checkpoint_000002")
         state, model = _restore(config, candidates)
         assert state["epoch"] == 3 and _same(model, weights[2])
-    assert worker.checkpoint_candidates(None, str(tmp_path / "missing")) == []
+    assert checkpoints.checkpoint_candidates(None, str(tmp_path / "missing")) == []
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ def test_train_job_uses_the_gpu(ray_session: Any, store: dict[str, str]) -> None
 
 
 def test_bf16_autocast_on_cuda() -> None:
-    from raymlops.worker import _autocast
+    from raymlops.training.ops import autocast as _autocast
 
     with _autocast("auto", torch.device("cuda")):
         out = torch.nn.Linear(4, 4).cuda()(torch.randn(2, 4, device="cuda"))

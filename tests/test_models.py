@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from raymlops.config.choices import MODELS
 from raymlops.models import build_model, count_params
-from raymlops.schema import MODELS
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -13,9 +13,9 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from raymlops.config import compose, validate
-from raymlops.errors import UserError
-from raymlops.schedulers import PromotionASHA
-from raymlops.search import asha_mode, build_scheduler
+from raymlops.core.errors import UserError
+from raymlops.search.promotion_asha import PromotionASHA
+from raymlops.search.schedulers import asha_mode, build_scheduler
 
 
 class _Trial:

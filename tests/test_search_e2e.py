@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 from conftest import overrides
 
-from raymlops import registry, tracking
+from raymlops import tracking
+from raymlops.core.names import ALIAS_CANDIDATE, ALIAS_CHAMPION, TAG_PARENT, TAG_ROLE, TAG_STOPPED_EARLY
 from raymlops.evaluate import main as evaluate_main
+from raymlops.post import registry
 from raymlops.registry import main as registry_main
-from raymlops.schema import ALIAS_CANDIDATE, ALIAS_CHAMPION, TAG_PARENT, TAG_ROLE, TAG_STOPPED_EARLY
 from raymlops.tune import main as tune_main
 
 pytestmark = pytest.mark.ray

@@ -27,7 +27,7 @@ from PIL import Image
 
 from raymlops import config as config_mod
 from raymlops import tracking
-from raymlops.errors import UserError
+from raymlops.core.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "raymlops"
@@ -152,7 +152,7 @@ def test_params_and_tags_reach_mlflow_redacted(tmp_path: Path, monkeypatch: pyte
 def test_log_lines_are_redacted(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The entry points' log formatter masks URI passwords, key=value credentials and secret env values,
     whichever library logs them."""
-    from raymlops.console import setup_logging
+    from raymlops.core.console import setup_logging
 
     for name, value in ENV_SECRETS.items():
         monkeypatch.setenv(name, value)
@@ -160,7 +160,7 @@ def test_log_lines_are_redacted(capsys: pytest.CaptureFixture[str], monkeypatch:
     saved = (root.handlers[:], root.level)
     try:
         setup_logging()
-        logging.getLogger("raymlops.driver").warning("connecting to %s", PG_URI)
+        logging.getLogger("raymlops.launch.job").warning("connecting to %s", PG_URI)
         logging.getLogger("mlflow.store").error("login failed: password=%s key %s", PW, ENV_SECRETS["AWS_SECRET_ACCESS_KEY"])
         logging.getLogger("ray.tune").warning("runtime env %s", {"MYAPP_API_TOKEN": ENV_SECRETS["MYAPP_API_TOKEN"]})
     finally:
@@ -188,7 +188,7 @@ def test_unreachable_credentialed_tracker_message_is_redacted() -> None:
 def test_error_paragraph_is_redacted() -> None:
     """Whatever text a UserError carries, the CLI wrapper masks credentials before printing it."""
     code = (
-        "from raymlops.errors import cli, UserError\n"
+        "from raymlops.core.errors import cli, UserError\n"
         "import os\n"
         "@cli\n"
         "def main(argv):\n"
@@ -208,7 +208,7 @@ def test_error_paragraph_is_redacted() -> None:
 
 def test_local_ray_dashboard_binds_localhost_by_default() -> None:
     """The composed default and what cluster.connect hands ray.init (the real run above checks the URL Ray prints)."""
-    from raymlops import cluster
+    from raymlops.launch import cluster
 
     config = config_mod.compose(["+experiment=quickstart"])
     assert config["ray"]["dashboard_host"] == "127.0.0.1"
@@ -217,8 +217,8 @@ def test_local_ray_dashboard_binds_localhost_by_default() -> None:
 
 
 def test_mlflow_server_binds_localhost_by_default() -> None:
-    if not (PACKAGE / "server.py").is_file():
-        pytest.skip("raymlops/server.py (make mlflow-server) is not in this checkout")
+    if not (PACKAGE / "server").is_dir():
+        pytest.skip("raymlops/server/ (make mlflow-server) is not in this checkout")
     from raymlops import server
 
     assert server.HOST == "127.0.0.1"
@@ -252,7 +252,7 @@ def test_package_never_instantiates_or_evaluates_config() -> None:
     """No hydra.utils.instantiate / _target_, eval/exec, dynamic imports or unsafe YAML/pickle loads in the
     package: config values are plain data, and components are chosen by name from fixed tables."""
     problems = []
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hydra.utils"):
@@ -261,14 +261,16 @@ def test_package_never_instantiates_or_evaluates_config() -> None:
             bare = isinstance(call.func, ast.Name)
             if name in FORBIDDEN_CALLS or name.rsplit(".", 1)[-1] in FORBIDDEN_CALLS or (bare and name in FORBIDDEN_BUILTINS):
                 problems.append(f"{path.name}:{call.lineno} calls {name}")
-        if "_target_" in path.read_text() and path.name != "config.py":  # config.py only names it to refuse it
+        if (
+            "_target_" in path.read_text() and path.relative_to(PACKAGE).as_posix() != "config/keys.py"
+        ):  # only names it to refuse it
             problems.append(f"{path.name} mentions _target_")
     assert not problems, problems
 
 
 def test_image_folder_cache_is_loaded_weights_only() -> None:
     """The decoded-image cache lives beside the images (data.root/.cache); it is read with weights_only=True."""
-    tree = ast.parse((PACKAGE / "data.py").read_text())
+    tree = ast.parse((PACKAGE / "data" / "sources.py").read_text())
     loads = [c for name, c in _calls(tree) if name == "torch.load"]
     assert loads and all(
         any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in c.keywords)

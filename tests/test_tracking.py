@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from raymlops import secrets, tracking
-from raymlops.schema import REDACTED
+from raymlops import tracking
+from raymlops.core import redact as secrets
+from raymlops.core.redact import REDACTED
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ def test_outage_spools_then_replays(sqlite_uri: str, tmp_path: Path, caplog: pyt
 
 
 def test_unreachable_server_is_a_user_error() -> None:
-    from raymlops.errors import UserError
+    from raymlops.core.errors import UserError
 
     with pytest.raises(UserError, match="unreachable"):
         tracking.check_reachable(f"http://127.0.0.1:{_free_port()}", timeout_s=2)

@@ -9,7 +9,7 @@ import pytest
 from conftest import overrides
 
 from raymlops import tracking
-from raymlops.schema import EPOCH_METRICS, TAG_ROLE
+from raymlops.core.names import EPOCH_METRICS, TAG_ROLE
 from raymlops.train import main as train_main
 
 pytestmark = pytest.mark.ray

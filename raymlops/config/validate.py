@@ -1,0 +1,98 @@
+"""Validation before Ray starts: every choice known, every number in range, the first problem as one clear error."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any
+
+from raymlops.config import choices
+from raymlops.config.dotted import flatten
+from raymlops.config.keys import known_keys, unknown_key_message
+from raymlops.config.space import validate_space
+from raymlops.core import names
+from raymlops.core.errors import UserError
+
+
+def _choice(value: Any, allowed: tuple[str, ...], key: str) -> None:
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise UserError(f"{key}={value!r} is not supported.{hint} Choose one of: {', '.join(allowed)}.")
+
+
+def _positive(value: Any, key: str, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kind)
+        or not value > 0
+        or (isinstance(value, float) and math.isnan(value))
+    ):
+        example = "10" if integer else "0.01"
+        raise UserError(f"{key}={value!r} must be a positive {'integer' if integer else 'number'}, e.g. {key}={example}.")
+
+
+def _fraction(value: Any, key: str, upper_open: bool = True) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < 1 if upper_open else 0 <= value <= 1):
+        raise UserError(f"{key}={value!r} must be a number in [0, 1), e.g. {key}=0.1.")
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Check everything that can be checked before Ray starts; raise UserError on the first problem."""
+    _check_unknown_keys(config)
+    data, model, optim, train, scaling = (config[k] for k in ("data", "model", "optim", "train", "scaling"))
+    _choice(data["name"], choices.DATASETS, "data.name")
+    _choice(model["name"], choices.MODELS, "model.name")
+    _choice(optim["name"], choices.OPTIMIZERS, "optim.name")
+    _choice(train["lr_schedule"], choices.LR_SCHEDULES, "train.lr_schedule")
+    _choice(config["scheduler"]["name"], choices.SCHEDULERS, "scheduler.name")
+    _choice(config["scheduler"].get("mode", "auto"), choices.ASHA_MODES, "scheduler.mode")
+    _choice(config["search_alg"]["name"], choices.SEARCH_ALGS, "search_alg.name")
+    _positive(optim["lr"], "optim.lr")
+    _positive(train["epochs"], "train.epochs", integer=True)
+    _positive(train["batch_size"], "train.batch_size", integer=True)
+    _positive(scaling["num_workers"], "scaling.num_workers", integer=True)
+    _positive(scaling["cpus_per_worker"], "scaling.cpus_per_worker")
+    _fraction(data["val_fraction"], "data.val_fraction")
+    _fraction(train["label_smoothing"], "train.label_smoothing")
+    if optim["weight_decay"] < 0:
+        raise UserError(f"optim.weight_decay={optim['weight_decay']} must be >= 0, e.g. optim.weight_decay=0.0005.")
+    if train["batch_size"] % scaling["num_workers"]:
+        raise UserError(
+            f"train.batch_size={train['batch_size']} is the global batch and must divide evenly across "
+            f"scaling.num_workers={scaling['num_workers']}; use e.g. "
+            f"train.batch_size={train['batch_size'] // scaling['num_workers'] * scaling['num_workers'] or scaling['num_workers']}."
+        )
+    if scaling["use_gpu"] not in ("auto", True, False):
+        raise UserError(f"scaling.use_gpu={scaling['use_gpu']!r} must be auto, true or false.")
+    if data["name"] == "imagefolder" and not data.get("root"):
+        raise UserError("data.name=imagefolder needs data.root=PATH, a folder holding train/<class>/ and test/<class>/.")
+    tune = config["tune"]
+    _positive(tune["num_samples"], "tune.num_samples", integer=True)
+    if tune["max_concurrent_trials"] is not None:
+        _positive(tune["max_concurrent_trials"], "tune.max_concurrent_trials", integer=True)
+    if tune["mode"] not in ("max", "min"):
+        raise UserError(f"tune.mode={tune['mode']!r} must be max or min.")
+    _check_metric(tune["metric"])
+    if config["registry"]["promote"] not in ("if_better", "always", "never"):
+        raise UserError(f"registry.promote={config['registry']['promote']!r} must be if_better, always or never.")
+    validate_space(config)
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in names.EPOCH_METRICS:
+        raise UserError(
+            f"tune.metric={metric!r} is never reported by the trainer, so no trial could be ranked. "
+            f"Reported per epoch: {', '.join(names.EPOCH_METRICS)} (default tune.metric=val_acc tune.mode=max)."
+        )
+
+
+def _check_unknown_keys(config: dict[str, Any]) -> None:
+    known = known_keys() | {"overrides"}
+    known_sections = {k.split(".")[0] for k in known}
+    for key in flatten({k: v for k, v in config.items() if k not in ("search_space", "overrides")}):
+        if key in known or any(key.startswith(k + ".") for k in known):
+            continue
+        if key.split(".")[0] not in known_sections or key not in known:
+            raise UserError(unknown_key_message(key))

@@ -1,0 +1,42 @@
+"""User-facing errors: one clear paragraph, an exit status, no traceback unless debugging."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+DEBUG_ENV = "RAYMLOPS_DEBUG"
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """Something the user can fix: the message names the bad value and what to do instead."""
+
+
+def cli(main: Callable[[list[str]], T]) -> Callable[..., T]:
+    """Wrap an entry point so a UserError prints one paragraph and exits 2.
+
+    Set RAYMLOPS_DEBUG=1 to see the full traceback instead.
+    """
+
+    @functools.wraps(main)
+    def wrapper(argv: list[str] | None = None) -> T:
+        args = sys.argv[1:] if argv is None else argv
+        try:
+            return main(args)
+        except UserError as err:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            from raymlops.core.redact import redact_text
+
+            logging.shutdown()
+            print(f"raymlops: error: {redact_text(str(err))}", file=sys.stderr, flush=True)
+            raise SystemExit(EXIT_USER_ERROR) from None
+
+    return wrapper

@@ -1,0 +1,27 @@
+"""Names every layer shares: the metrics a trainer reports, MLflow tags, and registry aliases.
+
+Defined once, used by the reporter (training), the scheduler and searcher (search), the tracker
+(tracking) and the registry (post). Imports nothing.
+"""
+
+from __future__ import annotations
+
+# Metrics reported once per epoch by every trainer, with `step` = epoch number (1-based).
+EPOCH_METRICS = ("train_loss", "val_loss", "val_acc", "lr", "epoch_time_s", "samples_per_s")
+DEFAULT_METRIC = "val_acc"
+DEFAULT_MODE = "max"
+LOGGED_AT = "logged_at_ms"  # reported with each epoch: when its point was logged (idempotent write-backs)
+STEP_METRIC = "train_loss_step"  # logged every `train.log_every_n_steps` optimizer steps
+
+
+# MLflow tags.
+TAG_ROLE = "raymlops.role"  # train | search | trial | evaluate
+TAG_RUN_KEY = "raymlops.run_key"  # stable identity of a run across restarts (trial id, job name)
+TAG_STOPPED_EARLY = "raymlops.stopped_early"
+TAG_RESTARTS = "raymlops.restarts"
+TAG_PARENT = "mlflow.parentRunId"
+TAG_DECISION = "raymlops.champion_decision"
+
+ALIAS_CANDIDATE = "candidate"
+ALIAS_CHAMPION = "champion"
+ALIAS_PREVIOUS = "previous_champion"

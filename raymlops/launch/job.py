@@ -1,0 +1,78 @@
+"""One training job: decide the Launch (cluster, device, tracker) once, then run a TorchTrainer of DDP workers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from raymlops.config.contract import Launch, RunContract
+from raymlops.launch import cluster
+from raymlops.launch.preflight import preflight
+from raymlops.tracking import ensure_experiment, lineage
+from raymlops.training.loop import train_loop_per_worker
+
+
+def start(config: dict[str, Any], argv: list[str]) -> Launch:
+    """Preflight, join Ray, resolve GPUs, refuse infeasible groups, open the MLflow experiment."""
+    preflight(config)
+    cluster.connect(config)
+    gpu = cluster.use_gpu(config)
+    per_worker = cluster.worker_resources(config, gpu)
+    groups = cluster.check_feasible(config, per_worker)
+    mcfg = config["mlflow"]
+    experiment_id = ensure_experiment(mcfg["tracking_uri"], mcfg["experiment_name"], mcfg.get("artifact_location"))
+    return Launch(mcfg["tracking_uri"], experiment_id, gpu, per_worker, lineage(config, argv), groups)
+
+
+def run_config_for_train(config: dict[str, Any], name: str, storage_path: str, callbacks: list[Any] | None = None) -> Any:
+    import ray.train
+
+    return ray.train.RunConfig(
+        name=name,
+        storage_path=storage_path,
+        callbacks=callbacks,
+        failure_config=ray.train.FailureConfig(max_failures=config["train"]["max_failures"]),
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config["checkpoint"]["num_to_keep"]),
+        logging_config=_quiet_logging(),  # type: ignore[call-arg]  # Train V2's RunConfig (the default since 2.51)
+    )
+
+
+def _quiet_logging() -> Any:
+    try:
+        from ray.train.v2.api.config import LoggingConfig
+
+        return LoggingConfig(log_level="WARNING")
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def torch_trainer(
+    config: dict[str, Any],
+    run: RunContract | None,
+    launch: Launch,
+    name: str,
+    storage_path: str,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """A TorchTrainer of scaling.num_workers workers running the loop; run None logs nothing (benchmarks)."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": config, "run": run},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=config["scaling"]["num_workers"], use_gpu=launch.use_gpu, resources_per_worker=dict(launch.per_worker)
+        ),
+        run_config=run_config_for_train(config, name, storage_path, callbacks),
+    )
+
+
+def run_train_job(config: dict[str, Any], launch: Launch) -> dict[str, Any]:
+    """One training job: TorchTrainer with scaling.num_workers DDP workers, rank 0 logging to MLflow."""
+    name = f"{config['name']}-train-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = launch.run("train", name, name, log_model=True)
+    result = torch_trainer(config, run, launch, name, config["storage_path"]).fit()
+    if result.error:
+        raise result.error
+    return dict(result.metrics or {})

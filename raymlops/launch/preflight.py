@@ -1,0 +1,33 @@
+"""Checks that need no Ray, run before it starts: the tracker reachable, storage writable, the data readable."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from raymlops.core.errors import UserError
+from raymlops.data import load_splits
+from raymlops.tracking import check_reachable
+
+
+def preflight(config: dict[str, Any]) -> None:
+    """Fail in seconds, with what to change, on what would otherwise fail inside Ray."""
+    check_reachable(config["mlflow"]["tracking_uri"])
+    check_storage(config["storage_path"])
+    load_splits(config["data"], seed=config["train"]["seed"])  # validates the data; the decoded splits stay cached
+
+
+def check_storage(storage_path: str) -> None:
+    if "://" in storage_path:
+        return
+    path = Path(storage_path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise UserError(
+            f"storage_path={storage_path} is not writable ({err.strerror or err}). Point storage_path at a writable "
+            "folder (local, NFS) or an s3:// bucket, e.g. storage_path=/tmp/raymlops_results."
+        ) from None

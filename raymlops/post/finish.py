@@ -1,0 +1,89 @@
+"""What follows a search: the summary, plots and top-k tables on the parent run, the best trial evaluated and
+registered, spooled points sent, and the final table."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from raymlops.config.contract import RunContract
+from raymlops.core.console import table
+from raymlops.core.errors import UserError
+from raymlops.core.redact import redact_text
+from raymlops.post import summary as summary_mod
+from raymlops.post.champion import evaluate_and_register
+from raymlops.post.steps import TrackerSteps
+from raymlops.tracking import RunLogger, client, replay_dir, spool_name
+
+log = logging.getLogger(__name__)
+
+
+def finish_search(config: dict[str, Any], search: RunContract, results: Any, parent: RunLogger) -> dict[str, Any]:
+    """Summary, plots and top-k on the parent; evaluate and register the best trial's model."""
+    tcfg, name = config["tune"], search.run_key
+    metric, mode = tcfg["metric"], tcfg["mode"]
+    keys = list((config.get("search_space") or {}).keys())
+    rows = summary_mod.summarize(results, metric, mode, keys)
+    errors = [r for r in results if r.error]
+    if not rows:
+        parent.close("FAILED")
+        first = errors[0].error if errors else "no trial reported a metric"
+        raise UserError(
+            f"No trial of search {name} produced {metric}: {first}. See the Ray logs under {config['storage_path']}/{name}."
+        )
+    best = rows[0]
+    out = {"search": name, "parent_run_id": parent.run_id, f"best_{metric}": best[metric], "best_trial_id": best["trial_id"]}
+    out.update(trials=len(rows), errored=len(errors))
+    parent.log_metrics({f"best_{metric}": best[metric], "trials_completed": len(rows), "trials_errored": len(errors)}, step=0)
+    parent.set_tags({"best_trial_id": best["trial_id"], "best_run_id": best["mlflow_run_id"]})
+    parent.flush()
+    steps = TrackerSteps(config["mlflow"]["retry_seconds"])
+    _upload_report(config, search, rows, keys, parent.run_id or "", steps)
+    best_result = next(r for r in results if (r.metrics or {}).get("trial_id") == best["trial_id"])
+    if config["evaluate"]["enabled"]:
+        out.update(evaluate_and_register(config, search, best_result, best, parent.run_id or "", steps))
+        parent.set_tags({k: v for k, v in out.items() if k in ("registered_version", "champion_decision")})
+    parent.close("FINISHED")
+    _replay_leftovers(config, name, [parent.run_id or "", *(str(r.get("mlflow_run_id") or "") for r in rows)])
+    cols = ["trial_id", metric, "epochs", *keys, "mlflow_run_id"]
+    print(f"\nTop trials of {name}:\n" + table(rows[: tcfg["top_k"]], cols), flush=True)
+    return out
+
+
+def _upload_report(
+    config: dict[str, Any], search: RunContract, rows: list[dict[str, Any]], keys: list[str], parent_id: str, steps: TrackerSteps
+) -> None:
+    metric = config["tune"]["metric"]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        files = summary_mod.write_top_k(rows, config["tune"]["top_k"], out)
+        summary_mod.learning_curves(rows, metric, config["train"]["epochs"], out / "learning_curves.png")
+        if keys:
+            summary_mod.param_plots(rows, metric, keys, out / "params_vs_metric.png")
+        uploads = [*files, *sorted(out.glob("*.png"))]
+        c = client(search.launch.tracking_uri)
+        steps("the search plots and top-k tables", lambda: [c.log_artifact(parent_id, str(f), "search") for f in uploads])
+
+
+def _replay_leftovers(config: dict[str, Any], name: str, run_ids: list[str]) -> None:
+    """Points spooled by this search's runs that no logger could send yet: one more try, else say how."""
+    spool, uri = config["mlflow"]["spool_dir"], config["mlflow"]["tracking_uri"]
+    prefixes = [r for r in run_ids if r] + [spool_name(None, f"{name}/")]
+    try:
+        sent, files = replay_dir(uri, spool, prefixes)
+    except Exception as err:
+        left = [f.name for f in Path(spool).glob("*.jsonl") if f.stem.startswith(tuple(prefixes))]
+        log.warning(
+            "%d spool file(s) of this search wait in %s (%s). Send them later: python -m raymlops.tracking replay "
+            "--spool-dir %s --tracking-uri %s",
+            len(left),
+            spool,
+            redact_text(str(err))[:200],
+            spool,
+            redact_text(uri),
+        )
+        return
+    if files:
+        print(f"Replayed {sent} spooled batch(es) from {files} file(s) to MLflow", flush=True)

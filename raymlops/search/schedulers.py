@@ -1,0 +1,34 @@
+"""Trial schedulers: FIFO, Hyperband, and ASHA as Ray Tune's (stop) or promotion-based (pause and resume)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raymlops.launch.trial import in_process
+from raymlops.search.promotion_asha import PromotionASHA
+
+
+def build_scheduler(config: dict[str, Any]) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
+
+    sched = config["scheduler"]
+    max_t = config["train"]["epochs"]
+    common: dict[str, Any] = {"time_attr": "training_iteration"}  # metric and mode come from TuneConfig, set once
+    if sched["name"] == "asha":
+        asha = PromotionASHA if asha_mode(config) == "promote" else ASHAScheduler
+        grace = min(int(sched["grace_period"]), max_t)
+        return asha(max_t=max_t, grace_period=grace, reduction_factor=sched["reduction_factor"], **common)
+    if sched["name"] == "hyperband":
+        return HyperBandScheduler(max_t=max_t, reduction_factor=sched["reduction_factor"], **common)
+    return FIFOScheduler()
+
+
+def asha_mode(config: dict[str, Any]) -> str:
+    """scheduler.mode for ASHA: `promote` pauses a trial below its rung's top 1/rf and resumes it if it
+    rises (raymlops.schedulers.PromotionASHA); `stop` is Ray Tune's ASHAScheduler; `auto` promotes
+    trials that train inside their Tune actor (a pause costs a checkpoint) and stops DDP trials (a
+    resume would cost a new worker group)."""
+    mode = str(config["scheduler"].get("mode", "auto"))
+    if mode == "auto":
+        return "promote" if in_process(config) else "stop"
+    return mode

@@ -1,0 +1,132 @@
+"""A whole search: the parent MLflow run, the Tuner (new or restored), its callbacks, then what follows it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from raymlops.config.contract import Launch, RunContract
+from raymlops.core import names
+from raymlops.core.redact import redact
+from raymlops.launch.trial import in_process, run_trial, search_storage, trial_resources
+from raymlops.post.finish import finish_search
+from raymlops.search.callbacks import SearchProgress, TrialRuns
+from raymlops.search.resume import check_resumable, search_name
+from raymlops.search.schedulers import build_scheduler
+from raymlops.search.searchers import build_search_alg
+from raymlops.search.space import param_space
+from raymlops.tracking import RunLogger, client, config_params, find_or_create_run
+
+log = logging.getLogger(__name__)
+
+
+def run_search(config: dict[str, Any], launch: Launch) -> dict[str, Any]:
+    """Run (or resume) the Tune search described by config; return the summary."""
+    name, tcfg, mcfg = search_name(config), config["tune"], config["mlflow"]
+    resuming = tcfg["resume"] not in (False, None, "false")
+    if resuming:
+        check_resumable(config, name)
+    search = launch.run("search", name, name, log_model=False)
+    parent = _open_parent(config, search)
+    concurrency = min(tcfg["max_concurrent_trials"] or launch.groups, tcfg["num_samples"])
+    print(
+        f"Search {name}: {tcfg['num_samples']} trials, {config['scheduler']['name']} + {config['search_alg']['name']}, "
+        f"{concurrency} at a time, {config['scaling']['num_workers']} worker(s) per trial; MLflow parent run {parent.run_id}\n"
+        f"  Browse: mlflow ui --backend-store-uri {_ui_uri(launch.tracking_uri)} --host 127.0.0.1",
+        flush=True,
+    )
+    runs = TrialRuns(launch.tracking_uri, config["train"]["epochs"], mcfg)
+    callbacks = [runs, SearchProgress(tcfg["metric"], tcfg["mode"], config["train"]["epochs"], tcfg["num_samples"])]
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=config, search=search, parent_run_id=parent.run_id),
+        trial_resources(config, launch.per_worker),
+    )
+    tuner = (
+        _restored(config, search, trainable, callbacks)
+        if resuming
+        else _new_tuner(config, name, trainable, callbacks, concurrency)
+    )
+    results = tuner.fit()
+    runs.flush()
+    return finish_search(config, search, results, parent)
+
+
+def _open_parent(config: dict[str, Any], search: RunContract) -> RunLogger:
+    uri, mcfg = search.launch.tracking_uri, config["mlflow"]
+    tags = {names.TAG_ROLE: "search", **search.launch.lineage}
+    parent_id = find_or_create_run(uri, search.launch.experiment_id, search.run_key, search.run_name, tags)
+    parent = RunLogger(uri, parent_id, spool_dir=mcfg["spool_dir"], retry_seconds=mcfg["retry_seconds"])
+    _log_search_config(parent, config, uri, parent_id)
+    return parent
+
+
+def _new_tuner(config: dict[str, Any], name: str, trainable: Any, callbacks: list[Any], concurrency: int) -> Any:
+    tcfg = config["tune"]
+    run_config = tune.RunConfig(
+        name=name,
+        storage_path=config["storage_path"],
+        callbacks=callbacks,
+        verbose=0,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=config["checkpoint"]["num_to_keep"]),
+        failure_config=tune.FailureConfig(max_failures=config["train"]["max_failures"]),
+    )
+    return tune.Tuner(
+        trainable,
+        param_space=param_space(config),
+        run_config=run_config,
+        tune_config=tune.TuneConfig(
+            metric=tcfg["metric"],
+            mode=tcfg["mode"],
+            num_samples=tcfg["num_samples"],
+            max_concurrent_trials=concurrency,
+            scheduler=build_scheduler(config),
+            search_alg=build_search_alg(config, concurrency),
+            reuse_actors=tcfg["reuse_actors"] and in_process(config),
+        ),
+    )
+
+
+def _restored(config: dict[str, Any], search: RunContract, trainable: Any, callbacks: list[Any]) -> Any:
+    """Tuner.restore takes the RunConfig, callbacks included, from the tuner.pkl written when the search
+    began: swap in this run's callbacks (this run's tracking URI and spool, and the ones we flush)."""
+    path = search_storage(config, search)
+    tuner = tune.Tuner.restore(
+        path, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=param_space(config)
+    )
+    local = getattr(tuner, "_local_tuner", None)
+    run_config = local.get_run_config() if local else None
+    if run_config is None:
+        log.warning("could not replace the restored search's callbacks; MLflow child runs may close late")
+    else:
+        fresh = {type(cb): cb for cb in callbacks}
+        run_config.callbacks = [fresh.get(type(cb), cb) for cb in (run_config.callbacks or [])]
+    print(f"Resuming search {search.run_key} from {path}", flush=True)
+    return tuner
+
+
+def _ui_uri(uri: str) -> str:
+    return uri if not uri.startswith("http") else f"(server) {uri}"
+
+
+def _log_search_config(parent: RunLogger, config: dict[str, Any], uri: str, parent_id: str) -> None:
+    parent.log_params(
+        {
+            **config_params(config),
+            "search.scheduler": config["scheduler"]["name"],
+            "search.algorithm": config["search_alg"]["name"],
+            "search.space": json.dumps(config.get("search_space") or {}),
+        }
+    )
+    parent.flush()
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "search_config.json"
+        p.write_text(json.dumps(redact(config), indent=2, default=str))
+        try:
+            client(uri).log_artifact(parent_id, str(p))
+        except Exception as err:
+            log.warning("could not upload search_config.json to the parent run: %s", err)

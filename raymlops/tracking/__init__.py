@@ -1,0 +1,42 @@
+"""The tracking layer: MLflow experiments, runs, lineage, and a rank-aware logger that never loses a point.
+
+Only rank 0 talks to MLflow: `logger_for` is the one place that decides it. Every MLflow call is
+retried by one policy (`retry`); what the tracker cannot take waits in the spool (`spool`).
+"""
+
+from raymlops.tracking.client import (
+    check_reachable,
+    client,
+    ensure_experiment,
+    find_or_create_run,
+    find_run,
+    logged_steps,
+    open_run,
+)
+from raymlops.tracking.lineage import config_params, lineage
+from raymlops.tracking.logger import NullLogger, RunLogger, logger_for, now_ms
+from raymlops.tracking.retry import retry_or_none, retry_or_outage, retrying, transient
+from raymlops.tracking.spool import replay_dir, replay_file, spool_name
+
+__all__ = [
+    "NullLogger",
+    "RunLogger",
+    "check_reachable",
+    "client",
+    "config_params",
+    "ensure_experiment",
+    "find_or_create_run",
+    "find_run",
+    "lineage",
+    "logged_steps",
+    "logger_for",
+    "now_ms",
+    "open_run",
+    "replay_dir",
+    "replay_file",
+    "retry_or_none",
+    "retry_or_outage",
+    "retrying",
+    "spool_name",
+    "transient",
+]

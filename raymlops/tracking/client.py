@@ -1,0 +1,142 @@
+"""The process's MLflow clients, checks that a tracking URI is usable, and finding or opening runs by key."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from raymlops.core import names
+from raymlops.core.errors import UserError
+from raymlops.core.redact import redact_text
+
+# MLflow's HTTP layer retries 7 times with exponential backoff (minutes) before raising; our own
+# tenacity loop owns retrying, with a bound the user sets (mlflow.retry_seconds).
+HTTP_RETRY_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def client(tracking_uri: str) -> Any:
+    """The process's MlflowClient for tracking_uri (one per URI: building one costs ~40 ms, more for SQLite)."""
+    for name, value in HTTP_RETRY_ENV.items():
+        os.environ.setdefault(name, value)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # a "Retrying..." line per request in an outage
+    return _client(tracking_uri)
+
+
+@functools.lru_cache(maxsize=16)
+def _client(tracking_uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+# Tracking URI schemes MLflow 3.17 accepts; a SQLAlchemy driver may follow a + (postgresql+psycopg2://).
+STORE_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "file", "databricks", "databricks-uc", "uc")
+
+
+def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
+    """Fail fast on an unknown scheme, an unwritable SQLite store, an unreachable server or rejected
+    credentials, before Ray starts."""
+    _check_store_uri(tracking_uri)
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    auth = None
+    if os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        auth = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
+    url = tracking_uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+    try:
+        reply = requests.post(url, json={"max_results": 1}, auth=auth, timeout=timeout_s)
+    except requests.RequestException as err:
+        raise UserError(
+            f"mlflow.tracking_uri={redact_text(tracking_uri)} is unreachable ({type(err).__name__}). Start the server "
+            "(make mlflow-server), fix the URI, or drop the override to use the embedded store (mlflow=local)."
+        ) from None
+    if reply.status_code in (401, 403):
+        raise UserError(
+            f"The MLflow server at {redact_text(tracking_uri)} rejected the credentials (HTTP {reply.status_code}). "
+            "Set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment to a valid user."
+        )
+    if reply.status_code >= 400:
+        raise UserError(f"The MLflow server at {redact_text(tracking_uri)} answered HTTP {reply.status_code}: {reply.text[:200]}")
+
+
+def _check_store_uri(tracking_uri: str) -> None:
+    scheme = tracking_uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in tracking_uri else ""
+    if scheme and scheme not in STORE_SCHEMES:
+        raise UserError(
+            f"mlflow.tracking_uri={redact_text(tracking_uri)} has a scheme MLflow cannot use ({scheme}://). Use the embedded "
+            "store (mlflow.tracking_uri=sqlite:///.raymlops/mlflow.db), a server (http://127.0.0.1:5000, see make mlflow-server) "
+            "or a database (postgresql://...)."
+        )
+    if scheme != "sqlite":
+        return
+    db = tracking_uri.split("://", 1)[1]
+    db = db[1:] if db.startswith("/") else db  # sqlite:///rel.db is relative, sqlite:////abs.db absolute
+    if db in ("", ":memory:"):
+        return
+    try:  # MLflow would otherwise fail later, inside Ray, with a traceback
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=Path(db).parent, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise UserError(
+            f"mlflow.tracking_uri={redact_text(tracking_uri)}: cannot write the SQLite store's folder {Path(db).parent} "
+            f"({err.strerror or err}). Point it at a writable path, e.g. mlflow.tracking_uri=sqlite:///.raymlops/mlflow.db."
+        ) from None
+
+
+def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:
+    """The experiment's id, creating it (artifacts under artifact_location for local stores)."""
+    c = client(tracking_uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = None
+    if artifact_location and not tracking_uri.startswith(("http://", "https://", "databricks")):
+        location = artifact_location if "://" in artifact_location else Path(artifact_location).resolve().as_uri()
+    try:
+        return str(c.create_experiment(name, artifact_location=location))
+    except Exception:  # created concurrently by another process
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
+
+
+def find_or_create_run(tracking_uri: str, experiment_id: str, run_key: str, run_name: str, tags: dict[str, str]) -> str:
+    """The run tagged with run_key (a trial id or job name), created once; restarts reuse it."""
+    return open_run(tracking_uri, experiment_id, run_key, run_name, tags)[0]
+
+
+def find_run(tracking_uri: str, experiment_id: str, run_key: str) -> str | None:
+    """The id of the run tagged with run_key, if there is one."""
+    found = client(tracking_uri).search_runs(
+        [experiment_id], filter_string=f"tags.`{names.TAG_RUN_KEY}` = '{run_key}'", max_results=1
+    )
+    return str(found[0].info.run_id) if found else None
+
+
+def open_run(tracking_uri: str, experiment_id: str, run_key: str, run_name: str, tags: dict[str, str]) -> tuple[str, bool]:
+    """find_or_create_run, also saying whether the run was created just now (so it has no points yet)."""
+    return find_or_create(client(tracking_uri), experiment_id, run_key, run_name, tags)
+
+
+def find_or_create(c: Any, experiment_id: str, run_key: str, run_name: str, tags: dict[str, str]) -> tuple[str, bool]:
+    found = c.search_runs([experiment_id], filter_string=f"tags.`{names.TAG_RUN_KEY}` = '{run_key}'", max_results=1)
+    if found:
+        return str(found[0].info.run_id), False
+    run = c.create_run(experiment_id, run_name=run_name, tags={**tags, names.TAG_RUN_KEY: run_key})
+    return str(run.info.run_id), True
+
+
+def logged_steps(tracking_uri: str, run_id: str, key: str) -> set[int]:
+    return {m.step for m in client(tracking_uri).get_metric_history(run_id, key)}

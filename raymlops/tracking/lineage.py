@@ -1,0 +1,52 @@
+"""Where a run came from (git, versions, command, seed) and the resolved config as flat MLflow params."""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from raymlops.config.dotted import flatten
+from raymlops.core.redact import redact, redact_text
+from raymlops.tracking.batch import MAX_PARAM_LEN
+
+
+def lineage(config: dict[str, Any], argv: list[str]) -> dict[str, str]:
+    """Tags that say where a run came from; taken on the driver, where the working tree is."""
+    import mlflow  # here, not at the top: only the driver takes lineage, and these imports cost seconds
+    import ray
+    import torch
+    import torchvision
+
+    from raymlops import __version__
+
+    return {
+        "raymlops.git_sha": _git("rev-parse", "HEAD") or "unknown",
+        "raymlops.git_dirty": str(bool(_git("status", "--porcelain"))).lower(),
+        "raymlops.version": __version__,
+        "raymlops.versions": f"ray={ray.__version__} torch={torch.__version__} torchvision={torchvision.__version__} "
+        f"mlflow={mlflow.__version__} python={platform.python_version()}",
+        "raymlops.command": redact_text(" ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *argv])),
+        "raymlops.overrides": redact_text(" ".join(config.get("overrides", []))) or "(none)",
+        "raymlops.seed": str(config["train"]["seed"]),
+        "raymlops.host": platform.node(),
+    }
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def config_params(config: dict[str, Any]) -> dict[str, str]:
+    """The resolved config as flat dotted params, credentials redacted, bookkeeping keys left out."""
+    skip = ("search_space", "overrides", "lineage", "runtime")
+    flat = flatten(redact({k: v for k, v in config.items() if k not in skip}))
+    # tune.resume differs between a search and its resumption; MLflow refuses to change a logged param
+    return {k: str(v)[:MAX_PARAM_LEN] for k, v in flat.items() if k != "tune.resume"}

@@ -1,0 +1,67 @@
+"""The one retry policy for MLflow calls: transient failures (down, busy, locked) retried with backoff for a
+bounded time; a refused request raised at once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from raymlops.core.redact import redact_text
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_RETRY_SAID: set[str] = set()  # kinds of transient failure this process has mentioned
+
+
+def transient(err: BaseException) -> bool:
+    """Worth retrying: the tracker is down, busy or locked (5xx, 429, connection errors), not a refused request."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, MlflowException):
+        status = err.get_http_status_code()
+        return status >= 500 or status == 429
+    return True
+
+
+def retrying(fn: Callable[[], T], retry_seconds: float) -> T:
+    """fn() retried with exponential backoff and jitter while it fails transiently, for at most retry_seconds."""
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+
+    for attempt in Retrying(
+        stop=stop_after_delay(retry_seconds),
+        wait=wait_exponential_jitter(initial=0.5, max=10),
+        retry=retry_if_exception(transient),
+        reraise=True,
+        before_sleep=_say_retrying,
+    ):
+        with attempt:
+            return fn()
+    raise AssertionError("unreachable: tenacity re-raises the last error")
+
+
+def retry_or_none(fn: Callable[[], T], retry_seconds: float, skipped: str) -> T | None:
+    """fn() under `retrying`, or None when the tracker stays down (see retry_or_outage)."""
+    return retry_or_outage(fn, retry_seconds, skipped)[1]
+
+
+def retry_or_outage(fn: Callable[[], T], retry_seconds: float, skipped: str) -> tuple[bool, T | None]:
+    """(True, fn()) under `retrying`; when the tracker stays down past retry_seconds, warn that `skipped`
+    happens instead and return (False, None); a refused request still raises. Every "retry, else go on
+    without MLflow" call site comes through here."""
+    try:
+        return True, retrying(fn, retry_seconds)
+    except Exception as err:
+        if not transient(err):
+            raise
+        log.warning("MLflow unreachable for %ss (%s): %s", retry_seconds, redact_text(str(err))[:200], skipped)
+        return False, None
+
+
+def _say_retrying(state: Any) -> None:
+    """Each kind of transient failure is worth one line per process (e.g. "database is locked"), not one per retry."""
+    err = state.outcome.exception() if state.outcome else None
+    kind = f"{type(err).__name__}: {redact_text(str(err))[:80]}"
+    if kind not in _RETRY_SAID:
+        _RETRY_SAID.add(kind)
+        log.warning("MLflow call failed (%s); retrying with backoff", kind)

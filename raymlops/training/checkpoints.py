@@ -1,0 +1,155 @@
+"""Checkpoints: writing and verifying them (sha256 manifest), finding the newest readable one, and tidying
+the ones a killed process left behind that Ray never registered.
+
+A checkpoint carries the job's or trial's resolved config beside the weights, so whatever loads
+it later (evaluation after a search) rebuilds nothing from the search's records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from raymlops.training.ops import unwrap
+
+log = logging.getLogger(__name__)
+STATE_FILE, MANIFEST_FILE = "state.pt", "manifest.json"
+DONE_MARKER = "raymlops_done.json"  # in a Tune trial's folder: the search ended this trial (at "epoch")
+
+
+def save_checkpoint(
+    config: dict[str, Any],
+    model: nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    epoch: int,
+    history: list[dict[str, Any]],
+    run_id: str | None,
+    restarts: int,
+    step_points: list[list[float]] | None = None,
+) -> str:
+    """Write model/optimizer/scheduler/epoch, the logged points and the resolved config, with a sha256
+    manifest, into a fresh local dir."""
+    base = config.get("checkpoint", {}).get("dir")
+    if base:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="raymlops-ckpt-", dir=base))
+    state = {
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "history": history,
+        "step_points": step_points or [],
+        "run_id": run_id,
+        "restarts": restarts,
+        "config": config,  # the job's or trial's resolved config: what produced these weights
+    }
+    torch.save(state, out / STATE_FILE)
+    digest = hashlib.sha256((out / STATE_FILE).read_bytes()).hexdigest()
+    (out / MANIFEST_FILE).write_text(json.dumps({"sha256": digest, "epoch": epoch}))
+    return str(out)
+
+
+def load_state(path: str) -> dict[str, Any]:
+    """A checkpoint's state after its sha256 check; raises ValueError if it is corrupt."""
+    root = Path(path)
+    manifest = json.loads((root / MANIFEST_FILE).read_text())
+    blob = (root / STATE_FILE).read_bytes()
+    if hashlib.sha256(blob).hexdigest() != manifest["sha256"]:
+        raise ValueError(f"checksum mismatch in {root / STATE_FILE}")
+    state: dict[str, Any] = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
+    return state
+
+
+def restore(candidates: list[str], model: nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    """Load the newest readable checkpoint into model/optimizer/scheduler; warn about corrupt ones."""
+    for i, path in enumerate(candidates):
+        try:
+            state = load_any(path)
+        except Exception as err:
+            log.warning("checkpoint %s is unreadable (%s); trying the previous one", path, err)
+            continue
+        if i:
+            log.warning("restored from older checkpoint %s (epoch %d) after %d corrupt one(s)", path, state["epoch"], i)
+        unwrap(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        return state
+    if candidates:
+        log.warning("no readable checkpoint among %d; starting from scratch", len(candidates))
+    return {}
+
+
+def load_any(path: str) -> dict[str, Any]:
+    if "://" not in path:
+        return load_state(path)
+    import ray.train
+
+    with ray.train.Checkpoint(path).as_directory() as local:
+        return load_state(local)
+
+
+def checkpoint_candidates(latest: str | None, folder: str | None = None) -> list[str]:
+    """Checkpoint dirs to try, newest epoch first: the launcher's latest and every checkpoint_* dir beside
+    it (or in folder) on local disk, ordered by the epoch in their manifests.
+
+    A sibling newer than the launcher's latest exists when the launcher's record lags the disk: Tune
+    snapshots its experiment state every ~10 s, so a search driver killed in between resumes a trial
+    from an older checkpoint than the trial last wrote; this finds the newer one.
+    """
+    parent = Path(folder) if folder else Path(latest).parent if latest and "://" not in latest else None
+    if parent is None or not parent.is_dir():
+        return [latest] if latest else []
+    found = [p for p in parent.glob("checkpoint_*") if p.is_dir()]
+    if latest and Path(latest) not in found:
+        found.append(Path(latest))
+    return [str(p) for p in sorted(found, key=lambda p: (epoch_of(str(p)), p == Path(latest or ""), p.name), reverse=True)]
+
+
+def epoch_of(folder: str, name: str = MANIFEST_FILE) -> int:
+    """The "epoch" in a checkpoint's manifest or a done marker; -1 when absent or unreadable."""
+    if "://" in folder:
+        return -1
+    try:
+        return int(json.loads(Path(folder, name).read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
+
+
+def drop_unregistered(latest: str) -> None:
+    """Delete checkpoint dirs that Ray Train never registered: written by a worker killed before the
+    controller recorded them, so Train's num_to_keep pruning would never delete them."""
+    folder = Path(latest).parent
+    try:
+        snapshot = (folder / "checkpoint_manager_snapshot.json").read_text()
+    except OSError:
+        return  # remote storage, or no snapshot yet: leave everything
+    dirs = [p for p in folder.glob("checkpoint_*") if p.is_dir() and p.name != Path(latest).name]
+    for path in dirs:
+        if f'"{path.name}"' not in snapshot:  # every checkpoint Train tracks is named in its snapshot
+            log.warning("removing %s: written just before a crash, never registered by Ray Train", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def drop_unregistered_trial(trial_dir: str, known: int, before: float) -> None:
+    """After a trial's first checkpoint since it (re)started is registered, delete the checkpoints that a
+    killed driver never registered: newer than the one Tune restored (epoch `known`) and written before
+    this run. Tune's num_to_keep pruning only deletes checkpoints it knows, so they would stay for good."""
+    for path in Path(trial_dir).glob("checkpoint_*"):
+        try:
+            orphan = epoch_of(str(path)) > known and (path / MANIFEST_FILE).stat().st_mtime < before
+        except OSError:
+            continue
+        if orphan:
+            log.warning("removing %s: written just before the search driver died, never registered by Tune", path)
+            shutil.rmtree(path, ignore_errors=True)

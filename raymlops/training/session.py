@@ -1,0 +1,137 @@
+"""The Session a launcher hands the loop (rank, device, how to report, what to restore), and its two builders:
+one for a Ray Train DDP worker, one for a 1-worker Tune trial training inside its own actor.
+
+The rank is decided here, once per process; the logger and the checkpoint writer ask `is_rank_zero`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from raymlops.training.checkpoints import (
+    DONE_MARKER,
+    checkpoint_candidates,
+    drop_unregistered,
+    drop_unregistered_trial,
+    epoch_of,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a launcher provides to the loop."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    report: Callable[[dict[str, Any], str | None], None]  # (metrics, local checkpoint dir or None)
+    restore_dirs: list[str] = field(default_factory=list)  # newest first; a corrupt one falls back to the next
+    prepare_model: Callable[[nn.Module], nn.Module] = lambda m: m
+    # The last epoch the launcher has seen reported; a restored checkpoint newer than that (a killed
+    # search driver whose snapshot lagged the disk) is reported again. -1: the launcher saw everything.
+    known_epoch: int = -1
+    stop_epoch: int | None = None  # the search already ended this trial at this epoch: train no further
+    after_restore: Callable[[], None] | None = None  # called on every rank once the checkpoint is loaded
+
+    @property
+    def is_rank_zero(self) -> bool:
+        """The one rank that writes checkpoints and talks to MLflow."""
+        return self.rank == 0
+
+
+def ray_train_session() -> Session:
+    """The Session of a Ray Train V2 worker: its rank and device from Train, reports and checkpoints to Train."""
+    import ray.train
+    import ray.train.torch
+
+    _quiet_worker_loggers()
+    ctx = ray.train.get_context()
+    ckpt = ray.train.get_checkpoint()
+
+    def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
+
+    def after_restore() -> None:
+        if ckpt is None:
+            return
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # every rank has read its checkpoint before rank 0 tidies the folder
+        if ctx.get_world_rank() == 0:
+            drop_unregistered(ckpt.path)
+
+    return Session(
+        rank=ctx.get_world_rank(),
+        world_size=ctx.get_world_size(),
+        device=ray.train.torch.get_device(),
+        report=report,
+        restore_dirs=checkpoint_candidates(ckpt.path) if ckpt else [],
+        prepare_model=ray.train.torch.prepare_model,
+        after_restore=after_restore,
+    )
+
+
+def _quiet_worker_loggers() -> None:
+    noisy = ["alembic", "mlflow", "ray.train"]  # a line per report and per SQLite connection otherwise
+    try:  # Ray Train V2 logs "Reporting training result ..." per report through a logger named by its file path
+        from ray.train.v2._internal.execution import context as train_context
+
+        noisy.append(train_context.__file__)
+    except ImportError:
+        pass
+    for name in noisy:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def tune_session(use_gpu: bool) -> Session:
+    """The Session of a 1-worker Tune trial: rank 0 of 1, reports and checkpoints to Tune.
+
+    A resumed search: Tune's record of this trial may lag the disk (see checkpoint_candidates), and a
+    trial the search already ended has a done marker (search.callbacks) that keeps it from training on.
+    """
+    from ray import tune
+
+    ckpt = tune.get_checkpoint()
+    trial_dir = _trial_folder()
+    known = epoch_of(ckpt.path) if ckpt else 0  # -1 (unreadable manifest): report nothing again
+    first_checkpoint = [True]
+
+    def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        started = time.time()
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None)
+        if ckpt_dir and first_checkpoint[0]:
+            first_checkpoint[0] = False
+            if trial_dir and known >= 0:
+                drop_unregistered_trial(trial_dir, known, started)
+
+    done = epoch_of(trial_dir, DONE_MARKER) if trial_dir else None
+    return Session(
+        rank=0,
+        world_size=1,
+        device=torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu"),
+        report=report,
+        restore_dirs=checkpoint_candidates(ckpt.path if ckpt else None, trial_dir),
+        known_epoch=known,
+        stop_epoch=done if done and done > 0 else None,
+    )
+
+
+def _trial_folder() -> str | None:
+    """This trial's folder under storage_path when it is on local disk (None for s3:// and the like)."""
+    try:
+        from ray.train._internal.session import get_storage  # DeveloperAPI: Tune's storage context for the trial
+
+        path = str(get_storage().trial_fs_path)
+    except Exception:
+        return None
+    return path if os.path.isdir(path) else None

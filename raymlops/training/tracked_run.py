@@ -1,0 +1,92 @@
+"""The loop's MLflow run: opened (or found again after a restart) by rank 0, params on first start, and the
+epochs and steps a checkpoint holds but MLflow lacks written back, so a restart neither loses nor
+duplicates a point."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from raymlops.config.contract import RunContract
+from raymlops.core import names
+from raymlops.tracking import NullLogger, config_params, logged_steps, logger_for, retry_or_none
+from raymlops.training.session import Session
+
+log = logging.getLogger(__name__)
+
+
+def open_tracker(config: dict[str, Any], run: RunContract | None, session: Session, run_id: str | None) -> NullLogger:
+    """The loop's logger (tracking.logger_for decides who logs): run_id is the run a restored checkpoint
+    logged to; without it, the contract's run is opened, or found again after a restart. No contract
+    (a benchmark, a test): nothing is logged."""
+    mcfg = config["mlflow"]
+    return logger_for(
+        session.is_rank_zero,
+        run.launch.tracking_uri if run else "",
+        run_id,
+        create=_run_spec(run) if run else None,
+        spool_dir=mcfg["spool_dir"],
+        retry_seconds=mcfg["retry_seconds"],
+    )
+
+
+def _run_spec(run: RunContract) -> dict[str, Any]:
+    tags = {names.TAG_ROLE: run.role, **run.launch.lineage}
+    if run.parent_run_id:
+        tags[names.TAG_PARENT] = run.parent_run_id
+    return {"experiment_id": run.launch.experiment_id, "run_key": run.run_key, "run_name": run.run_name, "tags": tags}
+
+
+def start_tracking(
+    tracker: NullLogger,
+    config: dict[str, Any],
+    session: Session,
+    progress: Any,
+) -> dict[str, set[int]]:
+    """Params on first start; after a restart, backfill epochs and steps the checkpoint has but MLflow lacks.
+
+    Returns the steps already logged, so a re-run epoch is never logged twice.
+    """
+    if type(tracker) is NullLogger:
+        return {}
+    # a run created just now has no points: no need to ask MLflow (two queries per trial otherwise)
+    found = {"val_acc": set(), names.STEP_METRIC: set()} if tracker.fresh else _logged_steps(tracker, config)
+    already = found or {"val_acc": set(), names.STEP_METRIC: set()}
+    if progress.restarts == 0 and not already["val_acc"]:
+        tracker.log_params({**config_params(config), "world_size": session.world_size})
+        tracker.set_tags({"world_size": session.world_size})
+    if found is not None:  # unknown what MLflow has (tracker down): the spool holds the rest
+        _backfill(tracker, progress, already)
+    if progress.restarts:
+        tracker.set_tags({names.TAG_RESTARTS: progress.restarts})
+        tracker.log_metrics({"restarts": progress.restarts}, step=len(progress.history))
+        log.warning(  # a restart after a failure, or a trial the scheduler paused and now resumes
+            "resumed from epoch %d (resume %d); MLflow run %s continues", len(progress.history), progress.restarts, tracker.run_id
+        )
+    return already
+
+
+def _backfill(tracker: NullLogger, progress: Any, already: dict[str, set[int]]) -> None:
+    for point in progress.history:
+        if point["epoch"] not in already["val_acc"]:
+            tracker.log_metrics(
+                {k: point[k] for k in names.EPOCH_METRICS}, step=point["epoch"], timestamp_ms=point.get(names.LOGGED_AT)
+            )
+            already["val_acc"].add(point["epoch"])
+    for step, value, logged_at in progress.step_points:
+        if int(step) not in already[names.STEP_METRIC]:
+            tracker.log_metrics({names.STEP_METRIC: value}, step=int(step), timestamp_ms=int(logged_at))
+            already[names.STEP_METRIC].add(int(step))
+
+
+def _logged_steps(tracker: NullLogger, config: dict[str, Any]) -> dict[str, set[int]] | None:
+    """The epochs and steps the run already has in MLflow; None when that cannot be known (tracker down)."""
+    run_id = tracker.run_id
+    if not run_id:
+        return None
+    uri = getattr(tracker, "tracking_uri", "")
+    return retry_or_none(
+        lambda: {key: logged_steps(uri, run_id, key) for key in ("val_acc", names.STEP_METRIC)},
+        config["mlflow"]["retry_seconds"],
+        f"epochs the checkpoint holds are not compared with run {run_id}",
+    )
