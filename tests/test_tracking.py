@@ -26,9 +26,16 @@ def _free_port() -> int:
 
 
 def test_rank_zero_only() -> None:
-    assert isinstance(tracking.logger_for(1, "sqlite:///x.db", "abc"), tracking.NullLogger)
-    assert not isinstance(tracking.logger_for(1, "sqlite:///x.db", "abc"), tracking.RunLogger)
-    assert type(tracking.logger_for(0, "sqlite:///x.db", None)) is tracking.NullLogger
+    import torch
+
+    from raymlops.training.session import Session
+
+    def rank_zero(rank: int) -> bool:  # decided once, by the Session; the logger obeys it
+        return Session(rank=rank, world_size=2, device=torch.device("cpu"), report=lambda m, d: None).is_rank_zero
+
+    assert isinstance(tracking.logger_for(rank_zero(1), "sqlite:///x.db", "abc"), tracking.NullLogger)
+    assert not isinstance(tracking.logger_for(rank_zero(1), "sqlite:///x.db", "abc"), tracking.RunLogger)
+    assert type(tracking.logger_for(rank_zero(0), "sqlite:///x.db", None)) is tracking.NullLogger
 
 
 def test_batched_points_all_arrive_once(sqlite_uri: str, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 
 from raymlops.core.errors import UserError
 
@@ -86,7 +87,6 @@ def image_folder(root: Path, size: int, cache_dir: str | None) -> tuple[Any, Any
 
 
 def _cached(path: Path, build: Any) -> Any:
-    from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=1800):
@@ -136,7 +136,6 @@ def _decode_tree(root: Path, classes: list[str], files: dict[str, list[Path]], s
 def torchvision_set(name: str, root: Path, download: bool) -> tuple[Any, Any, list[str]]:
     """CIFAR-10/100 or Fashion-MNIST, downloaded into root once (a file lock serialises workers)."""
     import torchvision.datasets as tvd
-    from filelock import FileLock
 
     cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "fashion_mnist": tvd.FashionMNIST}[name]
     root.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import ray
+
 from raymlops.core.errors import UserError
 from raymlops.core.redact import is_secret_key
 
@@ -20,7 +22,6 @@ DRIVER_RESOURCES = {"CPU": 0, "memory": 64 * 1024**2}  # a trial driver only wai
 
 def connect(config: dict[str, Any]) -> None:
     """Join RAY_ADDRESS / ray.address, or start a local cluster bound to 127.0.0.1."""
-    import ray
 
     if ray.is_initialized():
         return
@@ -69,7 +70,6 @@ def connect(config: dict[str, Any]) -> None:
 
 def use_gpu(config: dict[str, Any]) -> bool:
     """scaling.use_gpu: auto means 'if the cluster has GPUs (now or via its autoscaler)'."""
-    import ray
 
     setting = config["scaling"]["use_gpu"]
     if setting != "auto":
@@ -147,7 +147,6 @@ def max_parallel_groups(config: dict[str, Any], per_worker: dict[str, float]) ->
     auto/true) the node types it may add count too; scaling.autoscale=true with node types this
     process cannot see (KubeRay, a driver off the head) trusts the autoscaler: as many groups as trials.
     """
-    import ray
 
     n_workers = config["scaling"]["num_workers"]
     per_node = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
@@ -167,7 +166,6 @@ def max_parallel_groups(config: dict[str, Any], per_worker: dict[str, float]) ->
 
 def check_feasible(config: dict[str, Any], per_worker: dict[str, float]) -> int:
     """Refuse, in seconds, a worker group the cluster can never hold; return how many fit at once."""
-    import ray
 
     groups = max_parallel_groups(config, per_worker)
     if groups >= 1:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import ray.train
+from ray.train.torch import TorchTrainer
+
 from raymlops.config.contract import Launch, RunContract
 from raymlops.launch import cluster
 from raymlops.launch.preflight import preflight
@@ -25,7 +28,6 @@ def start(config: dict[str, Any], argv: list[str]) -> Launch:
 
 
 def run_config_for_train(config: dict[str, Any], name: str, storage_path: str, callbacks: list[Any] | None = None) -> Any:
-    import ray.train
 
     return ray.train.RunConfig(
         name=name,
@@ -55,8 +57,6 @@ def torch_trainer(
     callbacks: list[Any] | None = None,
 ) -> Any:
     """A TorchTrainer of scaling.num_workers workers running the loop; run None logs nothing (benchmarks)."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
 
     return TorchTrainer(
         train_loop_per_worker,

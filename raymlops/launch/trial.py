@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+
 from raymlops.config.contract import RunContract
 from raymlops.config.dotted import apply_overrides
 from raymlops.launch import cluster
@@ -16,7 +19,6 @@ from raymlops.training.session import tune_session
 
 def run_trial(params: dict[str, Any], base: dict[str, Any], search: RunContract, parent_run_id: str) -> None:
     """Tune function trainable: one trial = the base config with this trial's sampled params."""
-    from ray import tune
 
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
@@ -25,7 +27,6 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], search: RunContract,
     if in_process(config):
         run_training(config, run, tune_session(search.launch.use_gpu))
         return
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     storage = os.path.join(search_storage(base, search), "train_runs")
     result = torch_trainer(config, run, search.launch, trial_id, storage, callbacks=[TuneReportCallback()]).fit()
@@ -45,7 +46,6 @@ def in_process(config: dict[str, Any]) -> bool:
 
 def trial_resources(config: dict[str, Any], per_worker: dict[str, float]) -> Any:
     """What Tune reserves per trial: the worker itself (in-process) or a tiny driver (DDP)."""
-    from ray import tune
 
     if in_process(config):
         return tune.PlacementGroupFactory([per_worker])

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,7 +47,6 @@ def confusion_png(result: dict[str, Any], path: Path, title: str = "") -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     cm = np.array(result["confusion"], dtype=float)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)

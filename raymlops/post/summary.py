@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -39,7 +40,6 @@ def summarize(results: Any, metric: str, mode: str, space_keys: list[str]) -> li
 
 
 def write_top_k(rows: list[dict[str, Any]], k: int, out: Path) -> list[Path]:
-    import csv
 
     top = [{key: v for key, v in row.items() if key != "curve"} for row in rows[:k]]
     csv_path, json_path = out / "top_trials.csv", out / "top_trials.json"

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ray import tune
+
 from raymlops.core.errors import UserError
 
 
@@ -29,7 +31,6 @@ def search_name(config: dict[str, Any]) -> str:
 
 
 def check_resumable(config: dict[str, Any], name: str) -> None:
-    from ray import tune
 
     path = os.path.join(config["storage_path"], name)
     if not tune.Tuner.can_restore(path):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
+
 from raymlops.launch.trial import in_process
 from raymlops.search.promotion_asha import PromotionASHA
 
 
 def build_scheduler(config: dict[str, Any]) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
     sched = config["scheduler"]
     max_t = config["train"]["epochs"]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from optuna.samplers import TPESampler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
 from raymlops.core.errors import UserError
 
 
@@ -13,9 +17,6 @@ def build_search_alg(config: dict[str, Any], max_concurrent: int) -> Any:
         from ray.tune.search import BasicVariantGenerator
 
         return BasicVariantGenerator(random_state=config["train"]["seed"], max_concurrent=max_concurrent)
-    from optuna.samplers import TPESampler
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     if not config.get("search_space"):
         raise UserError("search_alg=optuna needs a non-empty search_space in the experiment.")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ray import tune
+
 
 def param_space(config: dict[str, Any]) -> dict[str, Any]:
     """{'optim.lr': tune.loguniform(...), ...}: flat dotted keys, applied onto the config per trial."""
-    from ray import tune
 
     samplers = {
         "uniform": lambda s: tune.uniform(s["lower"], s["upper"]),

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import requests
+
 from raymlops.core.errors import UserError, cli
 from raymlops.core.redact import redact_text
 
@@ -157,7 +159,6 @@ def start_mlflow(state: Path, port: int, backend: str, artifacts: str | None, au
 
 
 def wait_healthy(url: str, log_path: Path, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 90) -> None:
-    import requests
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

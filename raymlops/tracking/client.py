@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from raymlops.core import names
 from raymlops.core.errors import UserError
 from raymlops.core.redact import redact_text
@@ -47,7 +49,6 @@ def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
     _check_store_uri(tracking_uri)
     if not tracking_uri.startswith(("http://", "https://")):
         return
-    import requests
 
     auth = None
     if os.environ.get("MLFLOW_TRACKING_USERNAME"):

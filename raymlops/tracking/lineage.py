@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from raymlops import __version__
 from raymlops.config.dotted import flatten
 from raymlops.core.redact import redact, redact_text
 from raymlops.tracking.batch import MAX_PARAM_LEN
@@ -20,8 +21,6 @@ def lineage(config: dict[str, Any], argv: list[str]) -> dict[str, str]:
     import ray
     import torch
     import torchvision
-
-    from raymlops import __version__
 
     return {
         "raymlops.git_sha": _git("rev-parse", "HEAD") or "unknown",

@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+
 from raymlops.core.redact import redact_text
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,6 @@ def transient(err: BaseException) -> bool:
 
 def retrying(fn: Callable[[], T], retry_seconds: float) -> T:
     """fn() retried with exponential backoff and jitter while it fails transiently, for at most retry_seconds."""
-    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
     for attempt in Retrying(
         stop=stop_after_delay(retry_seconds),

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from raymlops.tracking.batch import send_lenient
 from raymlops.tracking.client import client, find_or_create
 
@@ -18,7 +20,6 @@ def spool_name(run_id: str | None, run_key: str = "") -> str:
 
 def spool_lock(path: Path) -> Any:
     """One writer or replayer at a time per spool file, across processes (a replay must not drop an append)."""
-    from filelock import FileLock
 
     return FileLock(str(path) + ".lock")
 

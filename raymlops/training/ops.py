@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import DistributedSampler
 
 from raymlops.data import normalise
 
@@ -17,7 +18,6 @@ if TYPE_CHECKING:  # the Session type only: session.py builds on this module
 
 def batches(x: torch.Tensor, y: torch.Tensor, train_cfg: dict[str, Any], session: Session, epoch: int) -> Any:
     """This rank's shard of a seeded epoch permutation (DistributedSampler semantics), in batches."""
-    from torch.utils.data import DistributedSampler
 
     indices: Any = range(len(y))  # a range is a valid map-style dataset of indices
     sampler: DistributedSampler[int] = DistributedSampler(
