@@ -10,8 +10,6 @@ MLFLOW_PORT ?= 5000
 PG_PORT ?= 5433
 BENCH ?= all
 PYTEST_ARGS ?= --durations=10
-TEST_BUDGET_S ?= 1380  # make test: seconds for both tiers (the slow tier runs only if SLOW_NEEDS_S remain)
-SLOW_NEEDS_S ?= 520  # measured: 469 s on an idle 2-core machine
 
 .PHONY: help install quickstart tune train test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop submit clean
 
@@ -35,15 +33,8 @@ tune: install ## run a search: make tune EXP=cifar10_optuna ARGS="tune.num_sampl
 train: install ## run one training job: make train EXP=cifar10_fast ARGS="data.name=imagefolder data.root=../shared/data/cifar10"
 	$(PY) -m raymlops.train +experiment=$(EXP) $(ARGS)
 
-test: install ## always-on tests, then the slow tier (100-trial searches, autoscaling) if TEST_BUDGET_S allows
-	@start=$$(date +%s); \
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) || exit $$?; \
-	left=$$(( $(TEST_BUDGET_S) - $$(date +%s) + start )); \
-	if [ $$left -ge $(SLOW_NEEDS_S) ]; then \
-		echo "slow tier: $${left}s of TEST_BUDGET_S=$(TEST_BUDGET_S) left"; $(PY) -m pytest -q -m slow $(PYTEST_ARGS); \
-	else \
-		echo "slow tier skipped: $${left}s left of TEST_BUDGET_S=$(TEST_BUDGET_S), it needs ~$(SLOW_NEEDS_S)s; run make test-slow"; \
-	fi
+test: install ## every tier, always: the always-on tests, then the slow tier; ends with each tier's wall and CPU time
+	$(PY) tests/run_tiers.py $(PYTEST_ARGS)
 
 test-fast: install ## unit tests only (no Ray cluster)
 	$(PY) -m pytest -q -m "not ray and not slow" $(PYTEST_ARGS)

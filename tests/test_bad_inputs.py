@@ -1,13 +1,16 @@
 """Bad input fails fast: exit status 2, one paragraph naming the bad value and a valid alternative,
 no traceback (unless RAYMLOPS_DEBUG=1), in bounded time, and (all but the resource cases) before Ray
-starts. Each case runs the real CLI in a subprocess, a few at a time, so the file takes about a minute
-on 2 cores (the two resource cases start a local Ray, so they carry the `ray` mark).
+starts. Each preflight and Ray case runs the real CLI in a subprocess, a few at a time; the config
+cases run the same entry points' `main` one after another in one subprocess (Hydra's ~1 s import is
+paid once, not 30 times), each with its own stdout, stderr, exit status and wall time. The two
+resource cases start a local Ray, so they carry the `ray` mark.
 
 Run: .venv/bin/python -m pytest tests/test_bad_inputs.py -q
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -229,6 +232,39 @@ def _command(case: Case, tmp: Path, subs: dict[str, str]) -> list[str]:
     return [sys.executable, "-m", f"raymlops.{case.entry}", *[b for b in base if b.split("=")[0].lstrip("+") not in given], *args]
 
 
+# One process, every config case: `python -m raymlops.<entry> ARGS` is `raymlops.<entry>.main(ARGS)` (errors.cli).
+CONFIG_RUNNER = """
+import contextlib, importlib, io, json, sys, time
+out = []
+for entry, args in json.load(sys.stdin):
+    o, e, rc = io.StringIO(), io.StringIO(), 0
+    started = time.monotonic()
+    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+        try:
+            importlib.import_module("raymlops." + entry).main(args)
+        except SystemExit as exit_:
+            rc = exit_.code if isinstance(exit_.code, int) else 1
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            rc = 1
+    out.append({"rc": rc, "out": o.getvalue(), "err": e.getvalue(), "seconds": time.monotonic() - started})
+print(json.dumps(out))
+"""
+
+
+def _run_config_cases(cases: list[Case], tmp: Path, subs: dict[str, str]) -> dict[str, dict[str, Any]]:
+    commands = {c.id: _command(c, tmp, subs) for c in cases}
+    payload = json.dumps([[c.entry, commands[c.id][3:]] for c in cases])
+    limit = LIMIT_S["config"] * len(cases)
+    proc = subprocess.run(
+        [sys.executable, "-c", CONFIG_RUNNER], input=payload, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=limit
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.splitlines()[-1])
+    return {c.id: {**r, "cmd": commands[c.id]} for c, r in zip(cases, results, strict=True)}
+
+
 def _run(cmd: list[str], limit: float) -> dict[str, Any]:
     started = time.monotonic()
     try:
@@ -254,9 +290,16 @@ class Outcomes:
     def get(self, case: Case) -> dict[str, Any]:
         if case.id not in self.results:
             group = [c for c in CASES if (c.stage == "ray") == (case.stage == "ray")]
+            in_one = [c for c in group if c.stage == "config"]
             with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-                futures = {c.id: pool.submit(_run, _command(c, self.tmp, self.subs), LIMIT_S[c.stage] + 30) for c in group}
+                configs = pool.submit(_run_config_cases, in_one, self.tmp, self.subs) if in_one else None
+                futures = {
+                    c.id: pool.submit(_run, _command(c, self.tmp, self.subs), LIMIT_S[c.stage] + 30)
+                    for c in group
+                    if c.stage != "config"
+                }
                 self.results.update({case_id: f.result() for case_id, f in futures.items()})
+                self.results.update(configs.result() if configs else {})
         return {**self.results[case.id], "words": [_fill(w, self.subs) for w in case.words]}
 
 

@@ -357,6 +357,23 @@ def bench_ddp(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, s
 # ------------------------------------------------------------------ gpu
 
 
+def _gpu_data() -> dict[str, Any]:
+    """The real CIFAR-10 copy when it is beside the repository, else a synthetic set of the same size."""
+    root = str(CIFAR) if CIFAR.is_dir() else None
+    return (
+        {"name": "imagefolder", "root": root, "image_size": 32, "cache_dir": ".raymlops/cache", "val_fraction": 0.0}
+        if root
+        else {
+            "name": "synthetic",
+            "num_train": 50000,
+            "num_test": 10000,
+            "num_classes": 10,
+            "image_size": 32,
+            "val_fraction": 0.0,
+        }
+    )
+
+
 def bench_gpu(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, str]:
     """Fast CIFAR-10 recipe on one GPU (data resident on the GPU, bf16, channels_last, label
     smoothing, flip TTA): mean test accuracy over seeds and training seconds (CUDA events)."""
@@ -369,19 +386,7 @@ def bench_gpu(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, s
     from raymlops.models import build_model
     from raymlops.training.ops import predict
 
-    root = str(CIFAR) if CIFAR.is_dir() else None
-    data = (
-        {"name": "imagefolder", "root": root, "image_size": 32, "cache_dir": ".raymlops/cache", "val_fraction": 0.0}
-        if root
-        else {
-            "name": "synthetic",
-            "num_train": 50000,
-            "num_test": 10000,
-            "num_classes": 10,
-            "image_size": 32,
-            "val_fraction": 0.0,
-        }
-    )
+    data = _gpu_data()
     s = load_splits(data, 0)
     dev = torch.device("cuda")
     x, y, tx, ty = (t.to(dev) for t in (s.train_x, s.train_y, s.test_x, s.test_y))

@@ -1,0 +1,50 @@
+"""Run the test tiers one after another (every tier, always) and end with one line per tier: wall and CPU time.
+
+    python tests/run_tiers.py [pytest args ...]       (what `make test` and .ci/run run)
+
+CPU is the whole machine's busy time during the tier (from /proc/stat: user + nice + system, all cores),
+so Ray's daemons, actors and servers the tests start count too; on a machine with nothing else running
+it is the tier's own. Wall much larger than CPU / cores is time the suite spends waiting.
+The exit status is the first failing tier's (pytest's exit 5, "no tests collected", counts as a failure).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+TIERS = [("always-on", "not slow"), ("slow", "slow")]
+
+
+def busy_cpu_seconds() -> float:
+    """Seconds of CPU the whole machine has spent busy since boot (user + nice + system, every core)."""
+    with open("/proc/stat") as fh:
+        fields = fh.readline().split()[1:]
+    user, nice, system = (int(v) for v in fields[:3])
+    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+
+
+def run_tier(marker: str, extra: list[str]) -> tuple[int, float, float]:
+    wall0, cpu0 = time.monotonic(), busy_cpu_seconds()
+    rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-m", marker, *extra])
+    return rc, time.monotonic() - wall0, busy_cpu_seconds() - cpu0
+
+
+def main(extra: list[str]) -> int:
+    lines, first_failure = [], 0
+    for name, marker in TIERS:
+        rc, wall, cpu = run_tier(marker, extra)
+        first_failure = first_failure or rc
+        verdict = "passed" if rc == 0 else f"FAILED (pytest exit {rc})"
+        lines.append(
+            f"tier {name:<9} (-m '{marker}'): {verdict}; wall {wall / 60:4.1f} min, CPU {cpu / 60:4.1f} min "
+            f"({cpu / max(wall, 1e-9):.2f} of {os.cpu_count()} cores busy)"
+        )
+    print("\n" + "\n".join(lines), flush=True)
+    return first_failure
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
