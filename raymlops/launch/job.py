@@ -11,7 +11,7 @@ from ray.train.torch import TorchTrainer
 from raymlops.config.contract import Launch, RunContract
 from raymlops.launch import cluster
 from raymlops.launch.preflight import preflight
-from raymlops.tracking import ensure_experiment, lineage
+from raymlops.tracking import ensure_experiment, lineage, retrying
 from raymlops.training.loop import train_loop_per_worker
 
 
@@ -23,7 +23,10 @@ def start(config: dict[str, Any], argv: list[str]) -> Launch:
     per_worker = cluster.worker_resources(config, gpu)
     groups = cluster.check_feasible(config, per_worker)
     mcfg = config["mlflow"]
-    experiment_id = ensure_experiment(mcfg["tracking_uri"], mcfg["experiment_name"], mcfg.get("artifact_location"))
+    experiment_id = retrying(
+        lambda: ensure_experiment(mcfg["tracking_uri"], mcfg["experiment_name"], mcfg.get("artifact_location")),
+        mcfg["retry_seconds"],
+    )
     return Launch(mcfg["tracking_uri"], experiment_id, gpu, per_worker, lineage(config, argv), groups)
 
 

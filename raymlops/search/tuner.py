@@ -20,7 +20,7 @@ from raymlops.search.resume import check_resumable, search_name
 from raymlops.search.schedulers import build_scheduler
 from raymlops.search.searchers import build_search_alg
 from raymlops.search.space import param_space
-from raymlops.tracking import RunLogger, client, config_params, find_or_create_run
+from raymlops.tracking import RunLogger, client, config_params, find_or_create_run, retrying
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,9 @@ def run_search(config: dict[str, Any], launch: Launch) -> dict[str, Any]:
 def _open_parent(config: dict[str, Any], search: RunContract) -> RunLogger:
     uri, mcfg = search.launch.tracking_uri, config["mlflow"]
     tags = {names.TAG_ROLE: "search", **search.launch.lineage}
-    parent_id = find_or_create_run(uri, search.launch.experiment_id, search.run_key, search.run_name, tags)
+    parent_id = retrying(
+        lambda: find_or_create_run(uri, search.launch.experiment_id, search.run_key, search.run_name, tags), mcfg["retry_seconds"]
+    )
     parent = RunLogger(uri, parent_id, spool_dir=mcfg["spool_dir"], retry_seconds=mcfg["retry_seconds"])
     _log_search_config(parent, config, uri, parent_id)
     return parent

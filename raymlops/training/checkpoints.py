@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from raymlops.core.redact import redact
 from raymlops.training.ops import unwrap
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def save_checkpoint(
         "step_points": step_points or [],
         "run_id": run_id,
         "restarts": restarts,
-        "config": config,  # the job's or trial's resolved config: what produced these weights
+        "config": redact(config),  # the job's or trial's resolved config (credentials masked): what made these weights
     }
     torch.save(state, out / STATE_FILE)
     digest = hashlib.sha256((out / STATE_FILE).read_bytes()).hexdigest()
