@@ -224,7 +224,7 @@ def test_mlflow_server_binds_localhost_by_default() -> None:
     assert server.HOST == "127.0.0.1"
     source = inspect.getsource(server.start_mlflow)
     assert re.search(r'"--host",\s*HOST,', source), "mlflow server must be started with --host HOST"
-    assert "listen_addresses={HOST}" in inspect.getsource(server)  # PostgreSQL too
+    assert "listen_addresses={HOST}" in inspect.getsource(server.postgres)  # PostgreSQL too
     recipe = re.search(r"^mlflow-server:.*\n\t(.*)$", (REPO / "Makefile").read_text(), re.MULTILINE)
     assert recipe and "raymlops.server start" in recipe.group(1) and "--host" not in recipe.group(1)
 
