@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("--port", type=int)
     start.add_argument("--pg-port", type=int)
     start.add_argument(
-        "--auth", action="store_const", const=True, help="basic auth; admin from MLFLOW_TRACKING_USERNAME/PASSWORD"
+        "--auth", action=argparse.BooleanOptionalAction, help="basic auth; admin from MLFLOW_TRACKING_USERNAME/PASSWORD"
     )
     start.add_argument("--default-permission", choices=PERMISSIONS, help="what users get on what nobody granted (default READ)")
     start.add_argument(
@@ -38,11 +38,14 @@ def parser() -> argparse.ArgumentParser:
     )
     start.add_argument("--tls-cert", help="PEM certificate: serve HTTPS")
     start.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    start.add_argument("--no-tls", action="store_true", help="plain HTTP again on a state folder started with TLS")
     start.add_argument(
         "--tls-self-signed", action="store_true", help="make (once) and use <state>/tls/server.{crt,key} for 127.0.0.1"
     )
-    add("stop", help="stop both processes (data kept)")
-    add("status", help="running or not")
+    for name, text in (("stop", "stop both processes (data kept)"), ("status", "running or not")):
+        other = add(name, help=text)
+        other.add_argument("--port", type=int, help=argparse.SUPPRESS)  # accepted (and ignored) like start's
+        other.add_argument("--pg-port", type=int, help=argparse.SUPPRESS)
     user = add("user", help=f"user add NAME (password from ${users.PASSWORD_ENV} or a prompt) | list | remove NAME")
     user.add_argument("action", choices=["add", "list", "remove"])
     user.add_argument("name", nargs="?")
@@ -71,6 +74,8 @@ def start_settings(state: Path, args: argparse.Namespace) -> Settings:
     if args.tls_self_signed:
         cert, key = tls.self_signed(state)
         given.update(tls_cert=str(cert), tls_key=str(key))
+    if args.no_tls:
+        given.update(tls_cert=None, tls_key=None)
     if bool(given.get("tls_cert", base["tls_cert"])) != bool(given.get("tls_key", base["tls_key"])):
         raise UserError("--tls-cert and --tls-key go together.")
     return Settings(**{**base, **given})
