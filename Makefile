@@ -9,9 +9,13 @@ PGDATA := $(STATE)/pgdata
 MLFLOW_PORT ?= 5000
 PG_PORT ?= 5433
 BENCH ?= all
+AUTH ?=  # make mlflow-server AUTH=1: basic auth, admin from MLFLOW_TRACKING_USERNAME/PASSWORD
+TLS ?=  # make mlflow-server TLS=1: HTTPS with a self-signed pair for 127.0.0.1 in .raymlops/tls/
+DEFAULT_PERMISSION ?=  # make mlflow-server AUTH=1 DEFAULT_PERMISSION=NO_PERMISSIONS: least privilege
+SERVER_FLAGS = $(if $(strip $(AUTH)),--auth) $(if $(strip $(TLS)),--tls-self-signed) $(if $(strip $(DEFAULT_PERMISSION)),--default-permission $(strip $(DEFAULT_PERMISSION)))
 PYTEST_ARGS ?= --durations=10
 
-.PHONY: help install quickstart tune train test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop submit clean
+.PHONY: help install quickstart tune train test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
@@ -61,11 +65,17 @@ bench: install ## all CPU benchmarks (make bench BENCH=overhead for one)
 mlflow-ui: install ## browse the embedded store at http://127.0.0.1:5001
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STATE)/mlflow.db --host 127.0.0.1 --port 5001
 
-mlflow-server: install ## PostgreSQL + mlflow server (artifact proxy) on 127.0.0.1:$(MLFLOW_PORT), data under .raymlops/
-	$(PY) -m raymlops.server start --state $(STATE) --port $(MLFLOW_PORT) --pg-port $(PG_PORT)
+mlflow-server: install ## PostgreSQL + mlflow server on 127.0.0.1:$(MLFLOW_PORT), data under .raymlops/ (AUTH=1 TLS=1 DEFAULT_PERMISSION=NO_PERMISSIONS)
+	$(PY) -m raymlops.server start --state $(STATE) --port $(MLFLOW_PORT) --pg-port $(PG_PORT) $(SERVER_FLAGS)
 
 mlflow-server-stop: install ## stop the mlflow server and PostgreSQL (data is kept)
 	$(PY) -m raymlops.server stop --state $(STATE)
+
+mlflow-backup: install ## back up the tracking server (pg_dump of tracking + auth, artifacts): make mlflow-backup TO=backups/2026-12-01
+	$(PY) -m raymlops.server backup --state $(STATE) --to $(TO)
+
+mlflow-restore: install ## restore a backup into a fresh state folder: make mlflow-restore FROM=backups/2026-12-01 INTO=.raymlops-new
+	$(PY) -m raymlops.server restore --from $(FROM) --state $(INTO)
 
 submit: install ## submit a search to the running Ray cluster: make submit EXP=smoke [RAY_ADDRESS=http://127.0.0.1:8265]
 	RAY_ADDRESS=$${RAY_ADDRESS:-http://127.0.0.1:8265} $(VENV)/bin/ray job submit --working-dir . -- python -m raymlops.tune +experiment=$(EXP) $(ARGS)

@@ -224,9 +224,38 @@ def test_mlflow_server_binds_localhost_by_default() -> None:
     assert server.HOST == "127.0.0.1"
     source = inspect.getsource(server.start_mlflow)
     assert re.search(r'"--host",\s*HOST,', source), "mlflow server must be started with --host HOST"
-    assert "listen_addresses={HOST}" in inspect.getsource(server)  # PostgreSQL too
+    assert "listen_addresses={HOST}" in inspect.getsource(server.postgres)  # PostgreSQL too
     recipe = re.search(r"^mlflow-server:.*\n\t(.*)$", (REPO / "Makefile").read_text(), re.MULTILINE)
     assert recipe and "raymlops.server start" in recipe.group(1) and "--host" not in recipe.group(1)
+
+
+def test_mlflow_server_admin_password_only_in_its_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The auth config file holds no password; the admin's reaches `mlflow server` via its environment, not argv."""
+    from raymlops.server.processes import Settings, auth_env, server_args
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ENV_SECRETS["MLFLOW_TRACKING_PASSWORD"])
+    env = auth_env(tmp_path, Settings(auth=True, pg_port=5999, default_permission="NO_PERMISSIONS"))
+    ini = tmp_path / "basic_auth.ini"
+    assert ENV_SECRETS["MLFLOW_TRACKING_PASSWORD"] not in ini.read_text() and "admin_password" not in ini.read_text()
+    assert "default_permission = NO_PERMISSIONS" in ini.read_text() and "/mlflow_auth" in ini.read_text()
+    assert ini.stat().st_mode & 0o077 == 0
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == ENV_SECRETS["MLFLOW_TRACKING_PASSWORD"]
+    assert not any(ENV_SECRETS["MLFLOW_TRACKING_PASSWORD"] in a for a in server_args("postgresql://x", "/a", auth=True))
+
+
+def test_user_passwords_never_come_from_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    from raymlops.server import users
+    from raymlops.server.cli import parser
+
+    with pytest.raises(SystemExit):
+        parser().parse_args(["user", "add", "bob", "--password", "x"])
+    monkeypatch.setenv(users.PASSWORD_ENV, "from-the-Env-123")
+    assert users.new_password("bob") == "from-the-Env-123"
+    monkeypatch.delenv(users.PASSWORD_ENV)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    with pytest.raises(UserError, match=users.PASSWORD_ENV):
+        users.new_password("bob")
 
 
 # ------------------------------------------------------------------ nothing is executed

@@ -1,4 +1,5 @@
-"""Checks that need no Ray, run before it starts: the tracker reachable, storage writable, the data readable."""
+"""Checks that need no Ray, run before it starts: the tracker reachable and writable by this user, storage
+writable, the data readable."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from typing import Any
 
 from raymlops.core.errors import UserError
 from raymlops.data import load_splits
-from raymlops.tracking import check_reachable
+from raymlops.tracking import check_can_write, check_reachable
 
 
 def preflight(config: dict[str, Any]) -> None:
     """Fail in seconds, with what to change, on what would otherwise fail inside Ray."""
     check_reachable(config["mlflow"]["tracking_uri"])
+    check_can_write(config["mlflow"]["tracking_uri"], config["mlflow"]["experiment_name"])
     check_storage(config["storage_path"])
     load_splits(config["data"], seed=config["train"]["seed"])  # validates the data; the decoded splits stay cached
 

@@ -1,5 +1,5 @@
-"""`python -m raymlops.server start|stop|status`: the shared tracking server (see processes.py)."""
+"""`python -m raymlops.server ...`: the shared tracking server's command line (see cli.py)."""
 
-from raymlops.server.processes import main
+from raymlops.server.cli import main
 
 main()

@@ -1,171 +1,121 @@
-"""A shared MLflow tracking server as plain processes: PostgreSQL (backend store) + `mlflow server`.
-
-    python -m raymlops.server start [--state .raymlops] [--port 5000] [--pg-port 5433] [--auth]
-                                    [--artifacts-destination s3://bucket/prefix]
-    python -m raymlops.server stop  [--state .raymlops]
-    python -m raymlops.server status [--state .raymlops]
-
-Both bind 127.0.0.1. Data lives under <state>/pgdata and <state>/mlartifacts and survives
-restarts. Credentials (basic auth) come only from MLFLOW_TRACKING_USERNAME/PASSWORD.
-"""
+"""The `mlflow server` process: start it (plain or basic auth, HTTP or HTTPS) beside PostgreSQL,
+wait until /health answers, stop both. Settings that are not secret stay in <state>/server.json."""
 
 from __future__ import annotations
 
-import argparse
-import glob
+import dataclasses
+import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import requests
-
-from raymlops.core.errors import UserError, cli
+from raymlops.core.errors import UserError
 from raymlops.core.redact import redact_text
+from raymlops.server import tls
+from raymlops.server.postgres import AUTH_DB, HOST, pg_running, pg_uri, stop_postgres
 
-HOST = "127.0.0.1"
-
-
-def pg_bin(name: str) -> str:
-    """A PostgreSQL server binary (Debian keeps them in /usr/lib/postgresql/<version>/bin)."""
-    on_path = shutil.which(name)
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or ([on_path] if on_path else [])
-    if not found:
-        raise UserError(f"PostgreSQL's {name} was not found. Install Debian's package: apt-get install -y postgresql")
-    return str(found[-1])
+PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+WORKER_HEALTHCHECK_S = 120
+ADMIN_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
-def _as_postgres(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    """PostgreSQL refuses to run as root: run its tools as the postgres user when we are root."""
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    try:
-        return subprocess.run(cmd, check=True, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload, no-any-return]
-    except subprocess.CalledProcessError as err:
-        hint = (
-            " (as root, PostgreSQL runs as the postgres user: every folder above --state must be world-executable)"
-            if os.geteuid() == 0
-            else ""
-        )
-        raise UserError(
-            f"{Path(cmd[-1] if os.geteuid() else cmd[4]).name} failed{hint}: {(err.stderr or err.stdout or '').strip()[-800:]}"
-        ) from None
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How the server under one state folder runs; written to <state>/server.json (no secrets)."""
+
+    port: int = 5000
+    pg_port: int = 5433
+    artifacts: str | None = None  # None: <state>/mlartifacts, proxied by the server
+    auth: bool = False
+    default_permission: str = "READ"
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls_cert else 'http'}://{HOST}:{self.port}"
+
+    def save(self, state: Path) -> None:
+        (state / "server.json").write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, state: Path) -> Settings | None:
+        path = state / "server.json"
+        return cls(**json.loads(path.read_text())) if path.is_file() else None
 
 
-def start_postgres(state: Path, port: int) -> str:
-    """initdb once into <state>/pgdata, start it on 127.0.0.1:port, create database mlflow; return the URI."""
-    data, sock = state / "pgdata", state / "pgsock"
-    sock.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        shutil.chown(sock, "postgres", "postgres")
-    if not (data / "PG_VERSION").is_file():
-        data.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(data, "postgres", "postgres")
-        _as_postgres([pg_bin("initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8"])
-    if _pg_running(data):
-        return _pg_uri(port)
-    _as_postgres(
-        [
-            pg_bin("pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(data / "server.log"),
-            "-w",
-            "-t",
-            "60",
-            "start",
-            "-o",
-            f"-c listen_addresses={HOST} -p {port} -k {sock}",
-        ]
-    )
-    exists = _as_postgres(
-        [
-            pg_bin("psql"),
-            "-h",
-            HOST,
-            "-p",
-            str(port),
-            "-U",
-            "mlflow",
-            "-d",
-            "postgres",
-            "-tAc",
-            "SELECT 1 FROM pg_database WHERE datname='mlflow'",
-        ]
-    ).stdout.strip()
-    if exists != "1":
-        _as_postgres([pg_bin("createdb"), "-h", HOST, "-p", str(port), "-U", "mlflow", "mlflow"])
-    return _pg_uri(port)
+def artifact_destination(state: Path, settings: Settings) -> str:
+    return settings.artifacts or str((state / "mlartifacts").resolve())
 
 
-def _pg_running(data: Path) -> bool:
-    if not (data / "postmaster.pid").is_file():
-        return False
-    cmd = [pg_bin("pg_ctl"), "-D", str(data), "status"]
-    return (
-        subprocess.run(["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd, capture_output=True).returncode
-        == 0
-    )
-
-
-def _pg_uri(port: int) -> str:
-    return f"postgresql+psycopg2://mlflow@{HOST}:{port}/mlflow"  # psycopg2-binary is a pinned dependency
-
-
-def start_mlflow(state: Path, port: int, backend: str, artifacts: str | None, auth: bool) -> None:
+def start_mlflow(state: Path, settings: Settings, backend: str) -> None:
+    """Start `mlflow server` detached (pid in <state>/mlflow.pid) and wait for /health."""
     pid_file = state / "mlflow.pid"
-    if pid_file.is_file() and _alive(int(pid_file.read_text())):
+    if pid_file.is_file() and alive(int(pid_file.read_text())):
         return
-    destination = artifacts or str((state / "mlartifacts").resolve())
-    cmd = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        backend,
-        "--serve-artifacts",
-        "--artifacts-destination",
-        destination,
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-    ]
+    tls_files = (settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
+    args = server_args(backend, artifact_destination(state, settings), settings.auth, tls_files)
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", *args, "--host", HOST, "--port", str(settings.port)]
     env = dict(os.environ)
-    if auth:
-        user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-        if not user or not password:
-            raise UserError("--auth needs the admin credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD.")
-        ini = state / "basic_auth.ini"
-        ini.write_text(
-            f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{(state / 'basic_auth.db').resolve()}\n"
-            f"admin_username = {user}\nadmin_password = {password}\nauthorization_function = "
-            "mlflow.server.auth:authenticate_request_basic_auth\n"
-        )
-        ini.chmod(0o600)
-        env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
-        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = env.get("MLFLOW_FLASK_SERVER_SECRET_KEY") or os.urandom(16).hex()
-        cmd += ["--app-name", "basic-auth"]
+    if settings.auth:
+        env.update(auth_env(state, settings))
     log = open(state / "mlflow.log", "ab")  # noqa: SIM115 - handed to the detached server
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     pid_file.write_text(str(proc.pid))
-    wait_healthy(f"http://{HOST}:{port}", state / "mlflow.log", proc)
+    settings.save(state)
+    wait_healthy(settings.url, state / "mlflow.log", proc, ca=settings.tls_cert)
 
 
-def wait_healthy(url: str, log_path: Path, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 90) -> None:
+def server_args(backend: str, destination: str, auth: bool, tls_files: tuple[str, str] | None = None) -> list[str]:
+    """`mlflow server`'s options but host and port: the same for this machine and cluster/k8s/mlflow-server.yaml."""
+    # A worker still importing the app on a busy machine misses uvicorn's 5 s health check and is
+    # killed and restarted (measured: startup went from ~15 s to 80+ s at load 10 on 2 cores).
+    opts = f"--timeout-worker-healthcheck {WORKER_HEALTHCHECK_S}"
+    if tls_files:
+        opts += " " + tls.uvicorn_opts(*tls_files)
+    args = ["--backend-store-uri", backend, "--serve-artifacts", "--artifacts-destination", destination]
+    args += ["--workers", "2", "--uvicorn-opts", opts]
+    return [*args, "--app-name", "basic-auth"] if auth else args
+
+
+def auth_env(state: Path, settings: Settings) -> dict[str, str]:
+    """The basic-auth app's config: users and permissions in PostgreSQL beside the tracking data.
+
+    The admin's password reaches MLflow only through the server's environment
+    (MLFLOW_AUTH_ADMIN_PASSWORD): never argv, never the ini file; MLflow stores it hashed."""
+    user, password = (os.environ.get(name) for name in ADMIN_ENV)
+    if not user or not password:
+        raise UserError("--auth needs the admin credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD.")
+    if settings.default_permission not in PERMISSIONS:
+        raise UserError(f"--default-permission {settings.default_permission}: use one of {', '.join(PERMISSIONS)}.")
+    ini = state / "basic_auth.ini"
+    ini.write_text(
+        f"[mlflow]\ndefault_permission = {settings.default_permission}\ndatabase_uri = {pg_uri(settings.pg_port, AUTH_DB)}\n"
+        f"admin_username = {user}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    ini.chmod(0o600)
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_USERNAME": user,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY") or os.urandom(16).hex(),
+    }
+
+
+def wait_healthy(
+    url: str, log_path: Path, proc: subprocess.Popen[bytes] | None = None, timeout_s: float = 180, ca: str | None = None
+) -> None:
+    import requests
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             break
         try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
+            if requests.get(f"{url}/health", timeout=2, verify=ca or True).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -176,7 +126,7 @@ def wait_healthy(url: str, log_path: Path, proc: subprocess.Popen[bytes] | None 
     )
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
         return True
@@ -184,51 +134,29 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def mlflow_running(state: Path) -> bool:
+    pid_file = state / "mlflow.pid"
+    return pid_file.is_file() and alive(int(pid_file.read_text()))
+
+
 def stop(state: Path) -> None:
+    """Stop `mlflow server` (its whole process group) and PostgreSQL; the data stays."""
     pid_file = state / "mlflow.pid"
     if pid_file.is_file():
         pid = int(pid_file.read_text())
-        if _alive(pid):
+        if alive(pid):
             os.killpg(pid, signal.SIGTERM)
             for _ in range(50):
-                if not _alive(pid):
+                if not alive(pid):
                     break
                 time.sleep(0.2)
             else:
                 os.killpg(pid, signal.SIGKILL)
         pid_file.unlink()
-    data = state / "pgdata"
-    if _pg_running(data):
-        _as_postgres([pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
+    stop_postgres(state)
 
 
-@cli
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m raymlops.server", description="PostgreSQL + MLflow tracking server on 127.0.0.1."
-    )
-    parser.add_argument("cmd", choices=["start", "stop", "status"])
-    parser.add_argument("--state", default=".raymlops", help="folder for pgdata, artifacts, logs and pid files")
-    parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--pg-port", type=int, default=5433)
-    parser.add_argument("--auth", action="store_true", help="MLflow basic auth; admin from MLFLOW_TRACKING_USERNAME/PASSWORD")
-    parser.add_argument(
-        "--artifacts-destination", default=None, help="e.g. s3://bucket/mlflow (MLFLOW_S3_ENDPOINT_URL for MinIO/S3-compatible)"
-    )
-    args = parser.parse_args(argv)
-    state = Path(args.state).resolve()
-    state.mkdir(parents=True, exist_ok=True)
-    url = f"http://{HOST}:{args.port}"
-    if args.cmd == "stop":
-        stop(state)
-        print(f"stopped the MLflow server and PostgreSQL under {state} (data kept)")
-    elif args.cmd == "status":
-        pid_file = state / "mlflow.pid"
-        up = pid_file.is_file() and _alive(int(pid_file.read_text()))
-        print(
-            f"mlflow server: {'running at ' + url if up else 'stopped'}; postgres: {'running' if _pg_running(state / 'pgdata') else 'stopped'}"
-        )
-    else:
-        backend = start_postgres(state, args.pg_port)
-        start_mlflow(state, args.port, backend, args.artifacts_destination, args.auth)
-        print(f"MLflow server at {url} (backend {redact_text(backend)}, artifacts proxied)\n  export MLFLOW_TRACKING_URI={url}")
+def status(state: Path) -> str:
+    settings = Settings.load(state) or Settings()
+    up = mlflow_running(state)
+    return f"mlflow server: {'running at ' + settings.url if up else 'stopped'}; postgres: {'running' if pg_running(state / 'pgdata') else 'stopped'}"

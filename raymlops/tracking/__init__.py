@@ -5,6 +5,7 @@ retried by one policy (`retry`); what the tracker cannot take waits in the spool
 """
 
 from raymlops.tracking.client import (
+    check_can_write,
     check_reachable,
     client,
     ensure_experiment,
@@ -21,6 +22,7 @@ from raymlops.tracking.spool import replay_dir, replay_file, spool_name
 __all__ = [
     "NullLogger",
     "RunLogger",
+    "check_can_write",
     "check_reachable",
     "client",
     "config_params",

@@ -55,7 +55,12 @@ def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
         auth = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
     url = tracking_uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
     try:
-        reply = requests.post(url, json={"max_results": 1}, auth=auth, timeout=timeout_s)
+        reply = requests.post(url, json={"max_results": 1}, auth=auth, timeout=timeout_s, verify=_tls_verify())
+    except requests.exceptions.SSLError:
+        raise UserError(
+            f"The MLflow server at {redact_text(tracking_uri)} presented a certificate this machine does not trust. Set "
+            f"{CERT_ENV} to its CA bundle (for make mlflow-server TLS=1: .raymlops/tls/server.crt)."
+        ) from None
     except requests.RequestException as err:
         raise UserError(
             f"mlflow.tracking_uri={redact_text(tracking_uri)} is unreachable ({type(err).__name__}). Start the server "
@@ -68,6 +73,54 @@ def check_reachable(tracking_uri: str, timeout_s: float = 10.0) -> None:
         )
     if reply.status_code >= 400:
         raise UserError(f"The MLflow server at {redact_text(tracking_uri)} answered HTTP {reply.status_code}: {reply.text[:200]}")
+
+
+CERT_ENV = "MLFLOW_TRACKING_SERVER_CERT_PATH"
+
+
+def _tls_verify() -> bool | str:
+    """What MLflow's own client verifies an https server against (its CA-bundle and insecure-TLS variables)."""
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() in ("1", "true"):
+        return False
+    return os.environ.get(CERT_ENV) or True
+
+
+def check_can_write(tracking_uri: str, experiment_name: str) -> None:
+    """On a basic-auth server, stop before Ray unless the user may write to the (existing) experiment.
+
+    A missing experiment is fine: whoever creates it gets MANAGE on it."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if not user or not tracking_uri.startswith(("http://", "https://")):
+        return
+    import warnings
+
+    from mlflow.exceptions import MlflowException
+
+    refused = UserError(
+        f"user {user} may not write to experiment {experiment_name} on {redact_text(tracking_uri)}. "
+        "Ask a user with MANAGE on it (or the admin) for EDIT: python -m raymlops.server grant "
+        f"{user} --experiment {experiment_name} --permission EDIT"
+    )
+    try:
+        exp = client(tracking_uri).get_experiment_by_name(experiment_name)
+        if exp is None:
+            return
+        with warnings.catch_warnings():  # loading the auth client warns about Starlette's WSGI middleware
+            warnings.simplefilter("ignore")
+            from mlflow.server import get_app_client
+
+            auth = get_app_client("basic-auth", tracking_uri=tracking_uri)
+        if auth.get_user(user).is_admin:
+            return
+        permission = auth.get_user_permission(user, "experiment", str(exp.experiment_id)).permission
+    except MlflowException as err:
+        if err.get_http_status_code() in (401, 403):
+            raise refused from None
+        if err.get_http_status_code() == 404:  # no auth app on this server: every user may write
+            return
+        raise
+    if permission not in ("EDIT", "MANAGE"):
+        raise refused
 
 
 def _check_store_uri(tracking_uri: str) -> None:
