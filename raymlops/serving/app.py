@@ -70,7 +70,7 @@ def _check_fits(config: dict[str, Any], n_aliases: int) -> None:
 
 
 def _build(config: dict[str, Any], run_id: str) -> Any:
-    from raymlops.serving.deployments import ModelServer, Recorder, Router
+    from raymlops.serving.deployments import ModelServer, Router
 
     s, uri, name = config["serve"], config["mlflow"]["tracking_uri"], config["registry"]["model_name"]
     autoscaling = {
@@ -85,9 +85,9 @@ def _build(config: dict[str, Any], run_id: str) -> Any:
         ).bind(uri, name, alias, s["poll_interval_s"])
 
     challenger = server(s["challenger_alias"]) if s["challenger_traffic"] > 0 else None
-    setup = {k: s[k] for k in ("champion_alias", "challenger_alias", "challenger_traffic")} | {"model_name": name}
-    recorder = Recorder.bind(uri, run_id, s["log_interval_s"])  # type: ignore[attr-defined]
-    return Router.bind(server(s["champion_alias"]), challenger, recorder, setup)  # type: ignore[attr-defined]
+    keys = ("champion_alias", "challenger_alias", "challenger_traffic", "log_interval_s")
+    setup = {k: s[k] for k in keys} | {"model_name": name, "tracking_uri": uri, "run_id": run_id}
+    return Router.bind(server(s["champion_alias"]), challenger, setup)  # type: ignore[attr-defined]
 
 
 def _open_run(config: dict[str, Any], versions: dict[str, str]) -> str:
@@ -110,7 +110,7 @@ def stop(session: ServeSession) -> dict[str, float]:
     from raymlops import tracking
 
     try:
-        metrics: dict[str, float] = serve.get_deployment_handle("Recorder", app_name=APP_NAME).flush.remote().result()
+        metrics: dict[str, float] = serve.get_app_handle(APP_NAME).flush.remote().result()
     finally:
         serve.delete(APP_NAME)
         tracking.client(session.tracking_uri).set_terminated(session.run_id)

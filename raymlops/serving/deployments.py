@@ -1,5 +1,5 @@
-"""The Ray Serve deployments: a model server per alias (hot-swapping when the alias moves), the HTTP router
-that splits traffic between champion and challenger, and the recorder that writes per-version stats to MLflow."""
+"""The Ray Serve deployments: a model server per alias (hot-swapping when the alias moves) and the HTTP router
+that splits traffic between champion and challenger and writes per-version stats to the session's MLflow run."""
 
 from __future__ import annotations
 
@@ -78,49 +78,20 @@ class ModelServer:
             self._stop.set()
 
 
-@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
-class Recorder:
-    """Per-version stats of one serving session, written to its MLflow run every log_interval_s."""
-
-    def __init__(self, tracking_uri: str, run_id: str, log_interval_s: float) -> None:
-        self.uri, self.run_id, self.interval = tracking_uri, run_id, log_interval_s
-        self.stats, self.started, self._lock = ServingStats(), time.time(), threading.Lock()
-        self._stop = threading.Event()
-        threading.Thread(target=self._loop, name="serve-stats", daemon=True).start()
-
-    def record(self, version: str, latency_ms: float, labels: list[str], error: bool) -> None:
-        with self._lock:
-            self.stats.record(version, latency_ms, labels, error)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.flush()
-            except Exception as err:  # a tracker outage costs points, never requests
-                log.warning("serve stats not logged: %s", err)
-
-    def flush(self) -> dict[str, float]:
-        from mlflow.entities import Metric
-
-        from raymlops.tracking import client
-
-        with self._lock:
-            metrics = self.stats.metrics()
-        now_ms, step = int(time.time() * 1000), int(time.time() - self.started)
-        points = [Metric(k, float(v), now_ms, step) for k, v in metrics.items()]
-        for start in range(0, len(points), 1000):  # log_batch takes 1000 metrics per request
-            client(self.uri).log_batch(self.run_id, metrics=points[start : start + 1000])
-        return metrics
-
-
 @serve.deployment(num_replicas=1, max_ongoing_requests=200, ray_actor_options={"num_cpus": 0})
 class Router:
     """HTTP ingress: POST /predict (image body or MLflow JSON) -> label/probabilities + answering version;
-    GET /versions. challenger_traffic of the requests go to the challenger, sticky per X-Request-Key."""
+    GET /versions. challenger_traffic of the requests go to the challenger, sticky per X-Request-Key.
 
-    def __init__(self, champion: Any, challenger: Any, recorder: Any, setup: dict[str, Any]) -> None:
+    One replica (async; the model servers do the work and autoscale), so it alone holds the session's stats
+    and writes them to its MLflow run every log_interval_s."""
+
+    def __init__(self, champion: Any, challenger: Any, setup: dict[str, Any]) -> None:
         self.handles = {setup["champion_alias"]: champion, setup["challenger_alias"]: challenger}
-        self.recorder, self.setup, self.rng = recorder, setup, random.Random()
+        self.setup, self.rng = setup, random.Random()
+        self.stats, self.started, self._lock = ServingStats(), time.time(), threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._log_loop, name="serve-stats", daemon=True).start()
 
     async def __call__(self, request: Request) -> JSONResponse:
         path = request.url.path.rstrip("/")
@@ -143,7 +114,8 @@ class Router:
             return JSONResponse({"error": f"prediction failed on @{alias}: {type(err).__name__}"}, status_code=503)
         latency_ms = (time.perf_counter() - started) * 1000
         labels = [p["label"] for p in result.get("predictions", [])]
-        self.recorder.record.remote(result["version"], latency_ms, labels, "error" in result)
+        with self._lock:
+            self.stats.record(result["version"], latency_ms, labels, "error" in result)
         meta = {"model": s["model_name"], "model_version": result["version"], "alias": alias}
         if "error" in result:
             return JSONResponse({"error": result["error"], **meta}, status_code=400)
@@ -156,3 +128,24 @@ class Router:
             if handle is not None:
                 out[alias] = await handle.version.remote()
         return out
+
+    def _log_loop(self) -> None:
+        while not self._stop.wait(self.setup["log_interval_s"]):
+            try:
+                self.flush()
+            except Exception as err:  # a tracker outage costs points, never requests
+                log.warning("serve stats not logged: %s", err)
+
+    def flush(self) -> dict[str, float]:
+        """Write the stats so far (cumulative per version; step = seconds since the session started)."""
+        from mlflow.entities import Metric
+
+        from raymlops.tracking import client
+
+        with self._lock:
+            metrics = self.stats.metrics()
+        now_ms, step = int(time.time() * 1000), int(time.time() - self.started)
+        points = [Metric(k, float(v), now_ms, step) for k, v in metrics.items()]
+        for start in range(0, len(points), 1000):  # log_batch takes 1000 metrics per request
+            client(self.setup["tracking_uri"]).log_batch(self.setup["run_id"], metrics=points[start : start + 1000])
+        return metrics
