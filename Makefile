@@ -15,7 +15,7 @@ DEFAULT_PERMISSION ?=  # make mlflow-server AUTH=1 DEFAULT_PERMISSION=NO_PERMISS
 SERVER_FLAGS = $(if $(strip $(AUTH)),--auth) $(if $(strip $(TLS)),--tls-self-signed) $(if $(strip $(DEFAULT_PERMISSION)),--default-permission $(strip $(DEFAULT_PERMISSION)))
 PYTEST_ARGS ?= --durations=10
 
-.PHONY: help install quickstart tune train test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit clean
+.PHONY: help install quickstart tune train serve predict test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
@@ -36,6 +36,15 @@ tune: install ## run a search: make tune EXP=cifar10_optuna ARGS="tune.num_sampl
 
 train: install ## run one training job: make train EXP=cifar10_fast ARGS="data.name=imagefolder data.root=../shared/data/cifar10"
 	$(PY) -m raymlops.train +experiment=$(EXP) $(ARGS)
+
+serve: install ## Ray Serve on 127.0.0.1:8000 for an experiment's @champion: make serve EXP=quickstart ARGS="serve.challenger_traffic=0.1"
+	$(PY) -m raymlops.serve +experiment=$(EXP) $(ARGS)
+
+MODEL ?= models:/raymlops-$(EXP)@champion
+DATA ?= ../shared/data/cifar10/test
+OUT ?= predictions.csv
+predict: install ## batch inference with Ray Data: make predict MODEL=models:/NAME@champion DATA=FOLDER OUT=preds.csv
+	$(PY) -m raymlops.predict model_uri=$(MODEL) data.root=$(DATA) output=$(OUT) $(ARGS)
 
 test: install ## every tier, always: the always-on tests, then the slow tier; ends with each tier's wall and CPU time
 	$(PY) tests/run_tiers.py $(PYTEST_ARGS)

@@ -1,5 +1,5 @@
-"""`python -m raymlops.registry list NAME | promote NAME VERSION | rollback NAME`: the Model Registry's
-versions and aliases (`--tracking-uri` for a server)."""
+"""`python -m raymlops.registry list NAME | promote NAME VERSION | alias NAME ALIAS VERSION | rollback NAME`:
+the Model Registry's versions and aliases (`--tracking-uri` for a server)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 
 from raymlops.core.console import table
 from raymlops.core.errors import UserError, cli
-from raymlops.post.registry import promote, rollback, versions
+from raymlops.post.registry import rollback, set_alias, versions
 from raymlops.tracking import check_reachable
 
 
@@ -23,21 +23,25 @@ def main(argv: list[str]) -> None:
     p = sub.add_parser("promote", help="point the champion alias at VERSION")
     p.add_argument("name")
     p.add_argument("version")
+    a = sub.add_parser("alias", help="point ALIAS (e.g. challenger for raymlops.serve) at VERSION")
+    for arg in ("name", "alias", "version"):
+        a.add_argument(arg)
     sub.add_parser("rollback", help="point champion back at the previous champion").add_argument("name")
     args = parser.parse_args(argv)
     check_reachable(args.tracking_uri)
     if args.cmd == "list":
         print(table(versions(args.tracking_uri, args.name), ["version", "aliases", "test_acc", "run_id", "decision"]))
-    elif args.cmd == "promote":
+    elif args.cmd in ("promote", "alias"):
+        alias = args.alias if args.cmd == "alias" else "champion"
         try:
-            promote(args.tracking_uri, args.name, args.version)
+            set_alias(args.tracking_uri, args.name, alias, args.version)
         except UserError:
             raise
         except Exception as err:
             raise UserError(
-                f"Cannot promote {args.name} v{args.version}: {err}. See python -m raymlops.registry list {args.name}."
+                f"Cannot point {args.name}@{alias} at v{args.version}: {err}. See python -m raymlops.registry list {args.name}."
             ) from None
-        print(f"{args.name}: champion -> v{args.version}")
+        print(f"{args.name}: {alias} -> v{args.version}")
     else:
         print(f"{args.name}: champion rolled back to v{rollback(args.tracking_uri, args.name)}")
 

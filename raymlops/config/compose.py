@@ -15,7 +15,15 @@ from raymlops.config.validate import validate
 from raymlops.core.errors import UserError
 
 # Keys holding filesystem paths, resolved against the launch directory before Ray sees them.
-PATH_KEYS = ("storage_path", "data.root", "data.cache_dir", "mlflow.artifact_location", "mlflow.spool_dir", "checkpoint.dir")
+PATH_KEYS = (
+    "storage_path",
+    "data.root",
+    "data.cache_dir",
+    "mlflow.artifact_location",
+    "mlflow.spool_dir",
+    "checkpoint.dir",
+    "predict.output",
+)
 
 
 def compose(overrides: list[str]) -> dict[str, Any]:

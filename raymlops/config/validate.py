@@ -35,7 +35,7 @@ def _positive(value: Any, key: str, integer: bool = False) -> None:
 
 def _fraction(value: Any, key: str, upper_open: bool = True) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < 1 if upper_open else 0 <= value <= 1):
-        raise UserError(f"{key}={value!r} must be a number in [0, 1), e.g. {key}=0.1.")
+        raise UserError(f"{key}={value!r} must be a number in [0, 1{')' if upper_open else ']'}, e.g. {key}=0.1.")
 
 
 def validate(config: dict[str, Any]) -> None:
@@ -78,6 +78,39 @@ def validate(config: dict[str, Any]) -> None:
     if config["registry"]["promote"] not in ("if_better", "always", "never"):
         raise UserError(f"registry.promote={config['registry']['promote']!r} must be if_better, always or never.")
     validate_space(config)
+    validate_serving(config)
+
+
+def validate_serving(config: dict[str, Any]) -> None:
+    """The serve: and predict: sections (conf/config.yaml), checked before Ray like the rest."""
+    serve, predict = config["serve"], config["predict"]
+    port = serve["port"]
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UserError(f"serve.port={port!r} must be a TCP port 1..65535, e.g. serve.port=8000.")
+    _fraction(serve["challenger_traffic"], "serve.challenger_traffic", upper_open=False)
+    for key in ("min_replicas", "max_replicas", "target_ongoing_requests"):
+        _positive(serve[key], f"serve.{key}", integer=True)
+    if serve["min_replicas"] > serve["max_replicas"]:
+        raise UserError(
+            f"serve.min_replicas={serve['min_replicas']} exceeds serve.max_replicas={serve['max_replicas']}; "
+            f"e.g. serve.max_replicas={serve['min_replicas']}."
+        )
+    for key in ("replica_cpus", "poll_interval_s", "log_interval_s"):
+        _positive(serve[key], f"serve.{key}")
+    if serve["duration_s"] is not None:
+        _positive(serve["duration_s"], "serve.duration_s")
+    if serve["challenger_traffic"] > 0 and serve["challenger_alias"] == serve["champion_alias"]:
+        raise UserError(f"serve.challenger_alias={serve['challenger_alias']!r} is the champion alias; name another alias.")
+    output = str(predict["output"] or "")
+    if not output.endswith((".csv", ".parquet")):
+        raise UserError(f"predict.output={output!r} must end in .csv or .parquet, e.g. output=predictions.csv.")
+    _choice(predict["split"], ("train", "test"), "predict.split")
+    _positive(predict["batch_size"], "predict.batch_size", integer=True)
+    _positive(predict["cpus_per_actor"], "predict.cpus_per_actor")
+    if predict["num_actors"] is not None:
+        _positive(predict["num_actors"], "predict.num_actors", integer=True)
+    if predict["use_gpu"] not in ("auto", True, False):
+        raise UserError(f"predict.use_gpu={predict['use_gpu']!r} must be auto, true or false.")
 
 
 def _check_metric(metric: str) -> None:

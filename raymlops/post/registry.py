@@ -58,6 +58,21 @@ def promote(tracking_uri: str, name: str, version: str) -> None:
     c.set_registered_model_tag(name, HISTORY_TAG, ",".join([*history, str(version)]))
 
 
+def set_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:
+    """Point any alias (e.g. `challenger` for an A/B split in raymlops.serve) at version; champion goes through promote."""
+    if alias == names.ALIAS_CHAMPION:
+        promote(tracking_uri, name, version)
+        return
+    c = client(tracking_uri)
+    c.get_model_version(name, version)  # raises if missing
+    c.set_registered_model_alias(name, alias, str(version))
+
+
+def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
+    """The version an alias points at, or None when the model or the alias does not exist."""
+    return _alias_version(client(tracking_uri), name, alias)
+
+
 def rollback(tracking_uri: str, name: str) -> str:
     """Point `champion` back at the champion before it; return that version."""
     c = client(tracking_uri)

@@ -45,7 +45,7 @@ def _git(*args: str) -> str:
 
 def config_params(config: dict[str, Any]) -> dict[str, str]:
     """The resolved config as flat dotted params, credentials redacted, bookkeeping keys left out."""
-    skip = ("search_space", "overrides", "lineage", "runtime")
+    skip = ("search_space", "overrides", "lineage", "runtime", "serve", "predict")  # serve/predict: not training inputs
     flat = flatten(redact({k: v for k, v in config.items() if k not in skip}))
     # tune.resume differs between a search and its resumption; MLflow refuses to change a logged param
     return {k: str(v)[:MAX_PARAM_LEN] for k, v in flat.items() if k != "tune.resume"}

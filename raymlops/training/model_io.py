@@ -1,42 +1,91 @@
-"""Logging a trained model to MLflow, with its signature, an input example and what a client needs to use it."""
+"""Logging a trained model to MLflow as one model with two flavors: `python_function` takes image files
+(raymlops.models.image_classifier) and `pytorch` is the raw tensor model that raymlops.evaluate loads."""
 
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import nn
 
-from raymlops.data import Splits, normalise
+from raymlops.data import Splits
+from raymlops.models.image_codec import encode_image
 
 
 def log_model(tracking_uri: str, run_id: str, model: nn.Module, splits: Splits) -> str:
-    """Log the model as an MLflow PyTorch model with signature and input example; return its URI."""
+    """Log the model under the run's `model` path: image-in pyfunc plus pytorch flavor; return its URI."""
     import mlflow
-    import mlflow.pytorch
-    import torchvision
-    from mlflow.models import infer_signature
+    from mlflow.models import Model
+
+    from raymlops.models.image_classifier import IMAGE_COLUMN, Preprocessing
 
     model = model.to("cpu").float().eval()
-    example = normalise(
-        splits.test_x[:2], torch.tensor(splits.mean).view(1, -1, 1, 1), torch.tensor(splits.std).view(1, -1, 1, 1)
-    )
-    with torch.no_grad():
-        out = model(example)
-    signature = infer_signature(example.numpy(), out.numpy())
+    _, channels, height, width = splits.test_x.shape
+    prep = Preprocessing(list(splits.classes), list(splits.mean), list(splits.std), int(channels), int(height), int(width))
+    example = {IMAGE_COLUMN: [encode_image(splits.test_x[i].numpy()) for i in range(min(2, len(splits.test_x)))]}
     mlflow.set_tracking_uri(tracking_uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(
-            model,
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+        flavor = SimpleNamespace(__name__="raymlops.image_classifier", save_model=_save_model)
+        info = Model.log(
+            None,  # artifact_path: deprecated for name
             name="model",
-            serialization_format="pickle",
-            signature=signature,
-            input_example=example.numpy(),
-            pip_requirements=[
-                f"torch=={torch.__version__.split('+')[0]}",
-                f"torchvision=={torchvision.__version__.split('+')[0]}",
-            ],
-            metadata={"classes": splits.classes, "mean": splits.mean, "std": splits.std},
+            flavor=flavor,
+            torch_model=model,
+            prep=prep,
+            staging_dir=Path(tmp),
+            input_example=_frame(example),
+            metadata={"classes": prep.classes, "mean": prep.mean, "std": prep.std, "input": "image file bytes"},
         )
     return str(info.model_uri)
+
+
+def _frame(example: dict[str, list[bytes]]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(example)
+
+
+def _requirements() -> list[str]:
+    import PIL
+    import torchvision
+
+    return [
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"torchvision=={torchvision.__version__.split('+')[0]}",
+        f"pillow=={PIL.__version__}",
+    ]
+
+
+def _save_model(
+    path: str, mlflow_model: Any, torch_model: nn.Module, prep: Any, staging_dir: Path, input_example: Any, **_: Any
+) -> None:
+    """The flavor's save step: the raw model saved by mlflow.pytorch, wrapped by the image pyfunc, and its
+    pytorch flavor re-pointed at the copy inside the pyfunc's artifacts."""
+    import mlflow.pyfunc
+    import mlflow.pytorch
+    from mlflow.models import Model
+
+    from raymlops.models.image_classifier import RAW_MODEL_ARTIFACT, ImageClassifier, signature
+
+    raw_dir = staging_dir / RAW_MODEL_ARTIFACT
+    mlflow.pytorch.save_model(torch_model, str(raw_dir), serialization_format="pickle", pip_requirements=_requirements())
+    mlflow.pyfunc.save_model(
+        path,
+        python_model=ImageClassifier(),
+        artifacts={RAW_MODEL_ARTIFACT: str(raw_dir)},
+        model_config=prep.as_config(),
+        signature=signature(),
+        input_example=input_example,
+        pip_requirements=_requirements(),
+        mlflow_model=mlflow_model,
+    )
+    inner = mlflow_model.flavors["python_function"]["artifacts"][RAW_MODEL_ARTIFACT]["path"]
+    torch_conf = dict(Model.load(str(raw_dir)).flavors["pytorch"])
+    torch_conf["model_data"] = f"{inner}/{torch_conf['model_data']}"
+    mlflow_model.add_flavor("pytorch", **torch_conf)
+    mlflow_model.save(os.path.join(path, "MLmodel"))

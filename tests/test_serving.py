@@ -1,0 +1,293 @@
+"""From a search's champion to predictions, for real: `mlflow models serve` on the registered model with PNG and
+JPEG posts, Ray Serve with a 50/50 champion/challenger split and a hot swap when @champion moves, and batch
+inference with Ray Data over a generated image folder."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from conftest import REPO, overrides
+
+from raymlops import tracking
+from raymlops.core.names import TAG_ROLE
+from raymlops.models.image_codec import encode_image
+from raymlops.post import registry
+
+pytestmark = pytest.mark.ray
+NAME = "raymlops-smoke"
+SMOKE_DATA = {"name": "synthetic", "num_train": 2000, "num_test": 400, "num_classes": 10, "image_size": 32, "val_fraction": 0.1}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def champion(ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A fast_cnn trained in-process for one epoch on the smoke data, logged by training.model_io and registered
+    through post.registry: v1 @champion (the champion decision a search makes), v2 (same model) @challenger.
+    A search would spend ~50 s of Ray Tune here; tests/test_search_e2e.py covers that path to the registry."""
+    import torch
+
+    from raymlops.data import load_splits, normalise
+    from raymlops.models import build_model
+    from raymlops.training.model_io import log_model
+
+    tmp = tmp_path_factory.mktemp("serving")
+    store = {
+        "mlflow.tracking_uri": f"sqlite:///{tmp}/mlflow.db",
+        "mlflow.artifact_location": str(tmp / "artifacts"),
+        "mlflow.spool_dir": str(tmp / "spool"),
+        "storage_path": str(tmp / "ray_results"),
+    }
+    uri = store["mlflow.tracking_uri"]
+    splits = load_splits(SMOKE_DATA, seed=0)
+    torch.manual_seed(0)
+    model = build_model({"name": "fast_cnn", "width": 16}, splits.channels, splits.num_classes)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    mean, std = torch.tensor(splits.mean).view(1, -1, 1, 1), torch.tensor(splits.std).view(1, -1, 1, 1)
+    for start in range(0, len(splits.train_y), 64):
+        x, y = normalise(splits.train_x[start : start + 64], mean, std), splits.train_y[start : start + 64]
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        test_acc = float((model(normalise(splits.test_x, mean, std)).argmax(1) == splits.test_y).float().mean())
+    exp_id = tracking.ensure_experiment(uri, "raymlops-smoke", store["mlflow.artifact_location"])
+    run_id = tracking.client(uri).create_run(exp_id, run_name="serving fixture").info.run_id
+    model_uri = log_model(uri, run_id, model, splits)
+    v1 = registry.register(uri, model_uri, NAME, run_id, {"test_acc": test_acc})
+    registry.decide_champion(uri, NAME, v1, "if_better")
+    v2 = registry.register(uri, model_uri, NAME, run_id, {"test_acc": test_acc})
+    registry.set_alias(uri, NAME, "challenger", v2)
+    yield {"store": store, "uri": uri, "tmp": tmp, "test_acc": test_acc}
+    from ray import serve
+
+    serve.shutdown()
+
+
+def _test_images(n: int = 6) -> tuple[list[bytes], list[bytes], list[str]]:
+    from raymlops.data import load_splits
+
+    splits = load_splits(
+        {"name": "synthetic", "num_train": 2000, "num_test": 400, "num_classes": 10, "image_size": 32, "val_fraction": 0.1}, 0
+    )
+    pngs = [encode_image(splits.test_x[i].numpy()) for i in range(n)]
+    jpgs = [encode_image(splits.test_x[i].numpy(), "JPEG") for i in range(n)]
+    return pngs, jpgs, [splits.classes[int(y)] for y in splits.test_y[:n]]
+
+
+def _split_body(images: list[bytes]) -> dict[str, Any]:
+    return {"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(im).decode()] for im in images]}}
+
+
+def test_mlflow_models_serve_answers_images(champion: dict[str, Any]) -> None:
+    """The registered champion behind MLflow's own scoring server: PNG and JPEG in, labels out; bad bodies -> 400."""
+    import mlflow.pyfunc
+
+    port = _free_port()
+    bin_dir = str(Path(sys.executable).parent)  # mlflow starts `uvicorn` from PATH: the venv's bin, as when activated
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": champion["uri"],
+        "PYTHONPATH": str(REPO),
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
+    mlflow_cli = str(Path(bin_dir) / "mlflow")
+    cmd = [
+        mlflow_cli,
+        "models",
+        "serve",
+        "-m",
+        f"models:/{NAME}@champion",
+        "--env-manager",
+        "local",
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else "server exited"
+            try:
+                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        pngs, jpgs, _ = _test_images()
+        reply = requests.post(f"{url}/invocations", json=_split_body(pngs + jpgs), timeout=30)
+        assert reply.status_code == 200, reply.text
+        rows = reply.json()["predictions"]
+        expected = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(pd.DataFrame({"image": pngs + jpgs}))
+        assert [r["label"] for r in rows] == expected["label"].tolist()
+        assert [r["class_index"] for r in rows] == expected["class_index"].tolist()
+        for row, prob in zip(rows, expected["probability"], strict=True):
+            assert row["probability"] == pytest.approx(prob, abs=1e-5)
+            assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+            assert row["label"] in row["probabilities"] and row["label"].startswith("class_")
+        for body, kwargs, reason in (
+            (b"{not json", {"headers": {"Content-Type": "application/json"}}, "valid JSON"),
+            (None, {"json": _split_body([b"this is not an image"])}, "row 0: not a decodable image"),
+            (None, {"json": {"dataframe_split": {"columns": ["image"], "data": []}}}, "no images"),
+        ):
+            bad = requests.post(f"{url}/invocations", data=body, timeout=30, **kwargs)
+            assert bad.status_code == 400, bad.text
+            assert reason in bad.json()["message"] and "Traceback" not in bad.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_ray_serve_split_and_hot_swap(champion: dict[str, Any]) -> None:
+    """@champion v1 and @challenger v2 at 50/50 over 200 requests; then @champion moves to v2 while requests keep
+    coming: none fails and the champion's answers come from v2. Per-version stats land in the serve run."""
+    from raymlops.config import compose
+    from raymlops.serving.app import start, stop
+
+    port = _free_port()
+    config = compose(
+        overrides(
+            champion["store"],
+            "+experiment=smoke",
+            f"serve.port={port}",
+            "serve.challenger_traffic=0.5",
+            "serve.poll_interval_s=1",
+            "serve.log_interval_s=1",
+            "serve.max_replicas=1",
+        )
+    )
+    session = start(config)
+    pngs, _, _ = _test_images(2)
+    predict = f"{session.url}/predict"
+    try:
+        answered = []
+        for i in range(200):
+            reply = requests.post(
+                predict, data=pngs[i % 2], headers={"Content-Type": "image/png", "X-Request-Key": f"k{i}"}, timeout=30
+            )
+            assert reply.status_code == 200, reply.text
+            answered.append((reply.json()["alias"], reply.json()["model_version"]))
+        assert {a: v for a, v in answered} == {"champion": "1", "challenger": "2"}
+        n_challenger = sum(a == "challenger" for a, _ in answered)
+        assert 70 <= n_challenger <= 130, n_challenger
+        again = requests.post(predict, data=pngs[0], headers={"Content-Type": "image/png", "X-Request-Key": "k7"}, timeout=30)
+        assert again.json()["alias"] == answered[7][0]  # sticky per key
+        bad = requests.post(predict, data=b"not an image", headers={"Content-Type": "image/png"}, timeout=30)
+        assert bad.status_code == 400 and "not a decodable image" in bad.json()["error"] and "\n" not in bad.json()["error"]
+        assert requests.post(predict, json={"dataframe_split": {"columns": ["image"], "data": []}}, timeout=30).status_code == 400
+        assert requests.get(f"{session.url}/versions", timeout=30).json()["champion"] == "1"
+        swap = _hammer_during(predict, pngs[0], lambda: registry.promote(session.tracking_uri, NAME, "2"))
+        assert swap["failures"] == [] and swap["champion_after"] == {"2"}
+        assert requests.get(f"{session.url}/versions", timeout=30).json()["champion"] == "2"
+    finally:
+        metrics = stop(session)
+    total = 200 + 1 + 1 + swap["sent"]  # the sticky check, the undecodable image (the empty list never reaches a model)
+    assert metrics["requests.v1"] + metrics["requests.v2"] == total
+    c = tracking.client(session.tracking_uri)
+    runs = c.search_runs([c.get_run(session.run_id).info.experiment_id], filter_string=f"tags.`{TAG_ROLE}` = 'serve'")
+    assert len(runs) == 1 and runs[0].data.metrics["requests.v2"] == metrics["requests.v2"]
+    assert runs[0].info.status == "FINISHED" and "latency_p95_ms.v1" in runs[0].data.metrics
+
+
+def _hammer_during(url: str, png: bytes, action: Any) -> dict[str, Any]:
+    """Requests from two threads before, during and after action(); which versions answered @champion after it."""
+    failures: list[str] = []
+    after: set[str] = set()
+    lock = threading.Lock()
+    state: dict[str, Any] = {"sent": 0, "moved_at": 0.0, "swapped_at": 0.0, "stop": False}
+
+    def client_loop() -> None:
+        session = requests.Session()
+        while not state["stop"]:
+            sent_at = time.monotonic()
+            try:
+                reply = session.post(url, data=png, headers={"Content-Type": "image/png"}, timeout=30)
+                with lock:
+                    state["sent"] += 1
+                if reply.status_code != 200:
+                    failures.append(f"{reply.status_code} {reply.text[:200]}")
+                elif state["moved_at"] and reply.json()["alias"] == "champion":
+                    version = reply.json()["model_version"]
+                    if version == "2" and not state["swapped_at"]:
+                        state["swapped_at"] = time.monotonic()
+                    if state["swapped_at"] and sent_at > state["swapped_at"] + 0.5:
+                        after.add(version)  # every answer sent after the first v2 answer (plus in-flight slack)
+            except requests.RequestException as err:
+                failures.append(repr(err))
+
+    threads = [threading.Thread(target=client_loop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    action()
+    state["moved_at"] = time.monotonic()
+    deadline = time.monotonic() + 60  # poll every 1 s + loading the new version, then 3 s of answers from it
+    while time.monotonic() < deadline and not (state["swapped_at"] and time.monotonic() > state["swapped_at"] + 3):
+        time.sleep(0.2)
+    state["stop"] = True
+    for t in threads:
+        t.join(timeout=60)
+    assert state["swapped_at"], "the champion never answered from v2"
+    return {"failures": failures, "champion_after": after, "sent": state["sent"]}
+
+
+def test_batch_predict_image_folder(champion: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """Class subfolders of PNGs and JPEGs (one file unreadable) through Ray Data -> CSV + a predict run with
+    images/s, accuracy and the confusion matrix; a flat folder -> Parquet without accuracy."""
+    from raymlops.predict import main as predict_main
+
+    tmp: Path = champion["tmp"]
+    pngs, jpgs, labels = _test_images(40)
+    for i, (png, jpg, label) in enumerate(zip(pngs, jpgs, labels, strict=True)):
+        (tmp / "folder" / label).mkdir(parents=True, exist_ok=True)
+        (tmp / "folder" / label / f"{i}.{'png' if i % 2 else 'jpg'}").write_bytes(png if i % 2 else jpg)
+    (tmp / "folder" / labels[0] / "broken.png").write_bytes(b"\x89PNG truncated")
+    out = predict_main(
+        overrides(
+            champion["store"], f"model_uri=models:/{NAME}@champion", f"data.root={tmp / 'folder'}", f"output={tmp / 'out.csv'}"
+        )
+    )
+    frame = pd.read_csv(tmp / "out.csv").fillna({"label": "", "error": ""})
+    assert len(frame) == 41 and list(frame.columns) == ["path", "label", "class_index", "probability", "true_label", "error"]
+    broken = frame[frame["path"].str.endswith("broken.png")]
+    assert broken["label"].tolist() == [""] and "not a decodable image" in broken["error"].iloc[0]
+    ok = frame[frame["error"] == ""]
+    assert ok["label"].str.startswith("class_").all() and ((ok["probability"] > 0) & (ok["probability"] <= 1)).all()
+    assert out["images"] == 41 and out["unreadable"] == 1 and out["images_per_s"] > 0
+    assert out["accuracy"] == pytest.approx(float((ok["label"] == ok["true_label"]).mean()))
+    c = tracking.client(champion["uri"])
+    run = c.get_run(out["run_id"])
+    assert run.data.tags[TAG_ROLE] == "predict" and run.data.metrics["accuracy"] == pytest.approx(out["accuracy"])
+    paths = {a.path for a in c.list_artifacts(out["run_id"], "evaluation")} | {
+        a.path for a in c.list_artifacts(out["run_id"], "predictions")
+    }
+    assert {"evaluation/confusion_matrix.png", "evaluation/per_class_accuracy.json", "predictions/out.csv"} <= paths
+    flat = tmp / "flat"
+    flat.mkdir()
+    for i, png in enumerate(pngs[:5]):
+        (flat / f"{i}.png").write_bytes(png)
+    out2 = predict_main(
+        overrides(champion["store"], f"model_uri=models:/{NAME}/2", f"data.root={flat}", f"output={tmp / 'out.parquet'}")
+    )
+    table = pd.read_parquet(tmp / "out.parquet")
+    assert len(table) == 5 and "true_label" not in table.columns and "accuracy" not in out2
+    assert np.isfinite(table["probability"]).all()
