@@ -12,7 +12,12 @@ from raymlops.core.redact import redact
 def main(argv: list[str]) -> dict[str, float]:
     setup_logging()
     config = compose(argv)  # Hydra compose + validation, before Ray starts
-    from raymlops.launch.job import run_train_job, start  # only now: a config error costs ~1 s, not the ~3 s of torch + Ray
+    # imported only now, each after the check before it passed: a config error costs ~1 s, a preflight
+    # error a few (torch, MLflow's client), and only a job that will run pays Ray's import (~3 s)
+    from raymlops.launch.preflight import preflight
+
+    preflight(config)  # tracker, storage, data
+    from raymlops.launch.job import run_train_job, start
 
     launch = start(config, argv)
     mcfg = config["mlflow"]

@@ -17,13 +17,18 @@ from raymlops.core.errors import cli
 def main(argv: list[str]) -> dict[str, Any]:
     setup_logging()
     config = compose(argv)  # Hydra compose + validation, before Ray starts
-    # only now: a config error costs ~1 s, not the ~3 s torch + Ray take to import
-    from raymlops.launch.job import start
+    # imported only now, each after the check before it passed: a config error costs ~1 s, a preflight
+    # error a few (torch, MLflow's client), and only a search that will run pays Ray's import (~3 s)
+    from raymlops.launch.preflight import preflight
+
+    preflight(config)  # tracker, storage, data
     from raymlops.search.resume import check_resumable, search_name
-    from raymlops.search.tuner import run_search
 
     if config["tune"]["resume"] not in (False, None, "false"):  # nothing to resume: say so before Ray starts
         check_resumable(config, search_name(config))
+    from raymlops.launch.job import start
+    from raymlops.search.tuner import run_search
+
     summary = run_search(config, start(config, argv))
     metric = config["tune"]["metric"]
     print(

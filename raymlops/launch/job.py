@@ -10,14 +10,12 @@ from ray.train.torch import TorchTrainer
 
 from raymlops.config.contract import Launch, RunContract
 from raymlops.launch import cluster
-from raymlops.launch.preflight import preflight
 from raymlops.tracking import ensure_experiment, lineage, retrying
 from raymlops.training.loop import train_loop_per_worker
 
 
 def start(config: dict[str, Any], argv: list[str]) -> Launch:
-    """Preflight, join Ray, resolve GPUs, refuse infeasible groups, open the MLflow experiment."""
-    preflight(config)
+    """Join Ray, resolve GPUs, refuse infeasible groups, open the MLflow experiment (after launch.preflight)."""
     cluster.connect(config)
     gpu = cluster.use_gpu(config)
     per_worker = cluster.worker_resources(config, gpu)

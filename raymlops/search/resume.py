@@ -7,8 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ray import tune
-
 from raymlops.core.errors import UserError
 
 
@@ -31,6 +29,7 @@ def search_name(config: dict[str, Any]) -> str:
 
 
 def check_resumable(config: dict[str, Any], name: str) -> None:
+    from ray import tune  # lazy: checked before Ray starts, in the entry point; importing Ray costs ~3 s
 
     path = os.path.join(config["storage_path"], name)
     if not tune.Tuner.can_restore(path):
