@@ -219,7 +219,7 @@ def test_local_ray_dashboard_binds_localhost_by_default() -> None:
 def test_mlflow_server_binds_localhost_by_default() -> None:
     if not (PACKAGE / "server").is_dir():
         pytest.skip("raymlops/server/ (make mlflow-server) is not in this checkout")
-    from raymlops.server import processes as server
+    from raymlops import server
 
     assert server.HOST == "127.0.0.1"
     source = inspect.getsource(server.start_mlflow)
