@@ -42,7 +42,13 @@ def _state_dir(name: str) -> Path:
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    drop = ("RAY_ADDRESS", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_SERVER_CERT_PATH")
+    drop = (
+        "RAY_ADDRESS",
+        "MLFLOW_TRACKING_URI",  # earlier tests in this process set it (mlflow.set_tracking_uri)
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    )
     return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
 
 

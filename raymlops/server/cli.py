@@ -63,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--port", type=int)
     r.add_argument("--pg-port", type=int)
     for s in (user, *(sub.choices[n] for n in ("grant", "revoke"))):
-        s.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else the server under --state")
+        s.add_argument("--tracking-uri", help="default: the server started under --state, else $MLFLOW_TRACKING_URI")
     return p
 
 
@@ -85,9 +85,14 @@ def tracking_uri(state: Path, args: argparse.Namespace) -> str:
     settings = Settings.load(state)
     if settings and settings.tls_cert:
         os.environ.setdefault(tls.CERT_ENV, settings.tls_cert)  # the admin on this machine trusts its own server
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or (settings.url if settings else None)
+    uri = args.tracking_uri or (settings.url if settings else None) or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         raise UserError("no server: pass --tracking-uri, set MLFLOW_TRACKING_URI, or point --state at a started server.")
+    if not str(uri).startswith(("http://", "https://")):
+        raise UserError(
+            f"users and permissions live on an MLflow server, and {redact_text(str(uri))} is not one: pass "
+            "--tracking-uri https://HOST:PORT or point --state at a server started with python -m raymlops.server start."
+        )
     if not os.environ.get("MLFLOW_TRACKING_USERNAME"):
         raise UserError("managing users needs the admin in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD.")
     return str(uri)
