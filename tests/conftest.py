@@ -62,6 +62,25 @@ def ray_session() -> Any:
     ray.shutdown()
 
 
+def free_local_port() -> int:
+    """A TCP port nothing listens on now, on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def postgres_state_dir(name: str) -> Path:
+    """A server state folder PostgreSQL can enter: it runs as the unprivileged postgres user, which cannot
+    enter pytest's 0700 temp dirs."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=f"raymlops-{name}-"))
+    path.chmod(0o755)
+    return path
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> dict[str, str]:
     """Overrides that send MLflow, Ray results and spools into this test's temp dir."""

@@ -10,15 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import free_local_port, postgres_state_dir
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parent.parent
@@ -26,19 +25,6 @@ ADMIN = ("admin", "Adm1n-team-Pa55-xyz")
 USERS = {"reader": "READ", "editor": "EDIT", "manager": "MANAGE"}
 PASSWORDS = {name: f"{name}-Pa55-{name[::-1]}-42" for name in [*USERS, "outsider"]}
 EXPERIMENT = "raymlops-smoke"  # +experiment=smoke with mlflow=server
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _state_dir(name: str) -> Path:
-    """PostgreSQL runs as the unprivileged postgres user, which cannot enter pytest's 0700 temp dirs."""
-    path = Path(tempfile.mkdtemp(prefix=f"raymlops-{name}-"))
-    path.chmod(0o755)
-    return path
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -109,8 +95,8 @@ def _start(state: Path, *extra: str) -> None:
 
 @pytest.fixture(scope="module")
 def team() -> Iterator[dict[str, Any]]:
-    state = _state_dir("team")
-    port, pg_port = _free_port(), _free_port()
+    state = postgres_state_dir("team")
+    port, pg_port = free_local_port(), free_local_port()
     info: dict[str, Any] = {
         "state": state,
         "uri": f"https://127.0.0.1:{port}",
@@ -286,8 +272,8 @@ def test_backup_wipe_restore(team: dict[str, Any], tmp_path: Path) -> None:
     # wipe: both processes stopped and the whole state folder gone
     _server("stop", "--state", str(team["state"]))
     shutil.rmtree(team["state"])
-    fresh = _state_dir("restored")
-    port, pg_port = _free_port(), _free_port()
+    fresh = postgres_state_dir("restored")
+    port, pg_port = free_local_port(), free_local_port()
     try:
         _server("restore", "--from", str(backup), "--state", str(fresh), "--port", str(port), "--pg-port", str(pg_port))
         _start(fresh)  # auth, TLS and the default permission come back from the backup's settings

@@ -5,7 +5,6 @@ basic auth; an S3-compatible artifact store (moto's standalone server)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,24 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import free_local_port, postgres_state_dir
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _state_dir(name: str) -> Path:
-    """PostgreSQL runs as the unprivileged postgres user, which cannot enter pytest's 0700 temp dirs."""
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix=f"raymlops-{name}-"))
-    path.chmod(0o755)
-    return path
 
 
 def _server(cmd: str, state: Path, port: int, pg_port: int, *extra: str, env: dict[str, str] | None = None) -> None:
@@ -59,8 +44,8 @@ def _server(cmd: str, state: Path, port: int, pg_port: int, *extra: str, env: di
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    state = _state_dir("server")
-    port, pg_port = _free_port(), _free_port()
+    state = postgres_state_dir("server")
+    port, pg_port = free_local_port(), free_local_port()
     _server("start", state, port, pg_port)
     try:
         yield {"state": state, "port": port, "pg_port": pg_port, "uri": f"http://127.0.0.1:{port}"}
@@ -122,7 +107,7 @@ def test_basic_auth_and_s3_artifacts(tmp_path: Path) -> None:
     import boto3
     import requests
 
-    s3_port, port, pg_port = _free_port(), _free_port(), _free_port()
+    s3_port, port, pg_port = free_local_port(), free_local_port(), free_local_port()
     moto = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
         stdout=subprocess.DEVNULL,
@@ -136,7 +121,7 @@ def test_basic_auth_and_s3_artifacts(tmp_path: Path) -> None:
         "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
     }
     admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "s3cret-Pa55word-xyz"}
-    state = _state_dir("auth")
+    state = postgres_state_dir("auth")
     try:
         for _ in range(100):
             try:
