@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,6 +24,7 @@ from raymlops.training.checkpoints import restore, save_checkpoint
 from raymlops.training.model_io import log_model
 from raymlops.training.ops import all_reduce, autocast, batches, evaluate_shard, unwrap
 from raymlops.training.optim import build_optimizer, steps_per_epoch
+from raymlops.training.progress import Progress
 from raymlops.training.session import Session, ray_train_session
 from raymlops.training.tracked_run import open_tracker, start_tracking
 
@@ -42,24 +42,6 @@ def run_training(config: dict[str, Any], run: RunContract | None, session: Sessi
     for epoch in range(recipe.progress.epoch + 1, recipe.last_epoch + 1):
         recipe.save_and_report(recipe.train_epoch(epoch))
     return recipe.finish()
-
-
-@dataclass
-class Progress:
-    """Where training is, as a checkpoint carries it: epoch, every logged point, restarts, the MLflow run."""
-
-    epoch: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    step_points: list[list[float]] = field(default_factory=list)  # [step, value, logged_at_ms] up to the checkpoint
-    restarts: int = 0
-    run_id: str | None = None
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Progress:
-        """From a restored checkpoint's state; an empty state (nothing restored) is a fresh start."""
-        if not state:
-            return cls()
-        return cls(state["epoch"], state["history"], state["step_points"], state["restarts"] + 1, state["run_id"])
 
 
 class Recipe:

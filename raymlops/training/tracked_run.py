@@ -10,6 +10,7 @@ from typing import Any
 from raymlops.config.contract import RunContract
 from raymlops.core import names
 from raymlops.tracking import NullLogger, config_params, logged_steps, logger_for, retry_or_none
+from raymlops.training.progress import Progress
 from raymlops.training.session import Session
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def start_tracking(
     tracker: NullLogger,
     config: dict[str, Any],
     session: Session,
-    progress: Any,
+    progress: Progress,
 ) -> dict[str, set[int]]:
     """Params on first start; after a restart, backfill epochs and steps the checkpoint has but MLflow lacks.
 
@@ -66,7 +67,7 @@ def start_tracking(
     return already
 
 
-def _backfill(tracker: NullLogger, progress: Any, already: dict[str, set[int]]) -> None:
+def _backfill(tracker: NullLogger, progress: Progress, already: dict[str, set[int]]) -> None:
     for point in progress.history:
         if point["epoch"] not in already["val_acc"]:
             tracker.log_metrics(
