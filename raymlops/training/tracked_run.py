@@ -85,7 +85,7 @@ def _logged_steps(tracker: NullLogger, config: dict[str, Any]) -> dict[str, set[
     run_id = tracker.run_id
     if not run_id:
         return None
-    uri = getattr(tracker, "tracking_uri", "")
+    uri = tracker.tracking_uri
     return retry_or_none(
         lambda: {key: logged_steps(uri, run_id, key) for key in ("val_acc", names.STEP_METRIC)},
         config["mlflow"]["retry_seconds"],
