@@ -49,37 +49,36 @@ def _check_trials(uri: str, summary: dict[str, Any], n: int, max_epochs: int) ->
     return children
 
 
-def test_asha_stops_and_promotions_on_warm_lanes(ray_session: Any, store: dict[str, str]) -> None:
-    """ASHA stops DDP trials at an epoch boundary and the lane takes the next trial; PromotionASHA pauses
-    trials and resumes them from their checkpoint on a lane, in the same child run. Two lanes serve all
-    trials, and the searches leave no placement group behind."""
+def test_asha_stops_on_warm_lanes(ray_session: Any, store: dict[str, str]) -> None:
+    """ASHA stops DDP trials at an epoch boundary and the lane takes the next trial: two lanes serve four
+    trials, and the search leaves no placement group behind."""
     uri = store["mlflow.tracking_uri"]
-    asha = ["scheduler.grace_period=1", "scheduler.reduction_factor=2", "train.epochs=3", "tune.num_samples=4"]
-    stopped = tune_main(overrides(store, *DDP, *asha, "scheduler.mode=stop"))
-    children = _check_trials(uri, stopped, n=4, max_epochs=3)
+    asha = ["scheduler.grace_period=1", "scheduler.reduction_factor=2", "train.epochs=2", "tune.num_samples=4"]
+    summary = tune_main(overrides(store, *DDP, *asha, "scheduler.mode=stop"))
+    children = _check_trials(uri, summary, n=4, max_epochs=2)
     assert any(ch.data.tags[TAG_STOPPED_EARLY] == "true" for ch in children), "ASHA stopped a trial early"
-    assert len(_lanes_started(store, "smoke")) <= 2, "4 trials on at most 2 lanes"
+    assert 1 <= len(_lanes_started(store, "smoke")) <= 2, "4 trials on at most 2 lanes"
     assert not _search_placement_groups_left(ray_session), "every lane's placement group is removed with the search"
 
-    promoted = tune_main(overrides(store, *DDP, *asha, "scheduler.mode=promote", "train.epochs=2", "name=smoke_promote"))
-    children = _check_trials(uri, promoted, n=4, max_epochs=2)
-    resumed = [ch for ch in children if ch.data.tags.get(TAG_RESTARTS)]
-    assert resumed, "a paused trial was promoted and resumed from its checkpoint"
-    assert not _search_placement_groups_left(ray_session)
 
-
-def test_same_seed_same_curve_warm_and_cold(ray_session: Any, store: dict[str, str]) -> None:
-    """Two identical trials one after the other on one lane (the second on a warm worker group) and the same
-    trial through a TorchTrainer of its own (scaling.warm_workers=false) give the same val_acc curve."""
+def test_promotion_resumes_on_a_lane_and_warm_equals_cold(ray_session: Any, store: dict[str, str]) -> None:
+    """Two identical trials one at a time on one lane under PromotionASHA (rf=2): the first is paused at
+    epoch 1, the second (on the warm worker group) ties and is stopped, the first is promoted and resumed
+    from its checkpoint in the same child run. Its curve equals the same trial's through a TorchTrainer of
+    its own (scaling.warm_workers=false): same seed, same val_acc curve, warm and cold."""
     uri = store["mlflow.tracking_uri"]
-    same = [*DDP, "search_space={}", "scheduler=fifo", "tune.max_concurrent_trials=1"]
-    warm = tune_main(overrides(store, *same, "tune.num_samples=2"))
-    cold = tune_main(overrides(store, *same, "tune.num_samples=1", "scaling.warm_workers=false", "name=smoke_cold"))
+    same = [*DDP, "~search_space", "optim.lr=0.13", "tune.max_concurrent_trials=1", "train.epochs=2"]
+    promote = ["scheduler.mode=promote", "scheduler.grace_period=1", "scheduler.reduction_factor=2", "tune.num_samples=2"]
+    warm = tune_main(overrides(store, *same, *promote))
+    cold = tune_main(overrides(store, *same, "scheduler=fifo", "tune.num_samples=1", "scaling.warm_workers=false", "name=cold"))
     assert len(_lanes_started(store, "smoke")) == 1, "both warm trials ran on one lane"
-    curves = list(_curves(uri, _children(uri, warm["parent_run_id"])).values())
-    curves += list(_curves(uri, _children(uri, cold["parent_run_id"])).values())
-    assert len(curves) == 3 and len(curves[0]) == 2
-    for curve in curves[1:]:
-        assert [s for s, _ in curve] == [s for s, _ in curves[0]]
-        assert [v for _, v in curve] == pytest.approx([v for _, v in curves[0]], abs=1e-6)
+    first, second = sorted(_check_trials(uri, warm, n=2, max_epochs=2), key=lambda r: r.info.start_time)
+    assert first.data.tags.get(TAG_RESTARTS) == "1", "the paused trial was promoted and resumed from its checkpoint"
+    curve, tie = _curves(uri, [first])[first.info.run_id], _curves(uri, [second])[second.info.run_id]
+    assert [s for s, _ in curve] == [1, 2] and [s for s, _ in tie] == [1]
+    (cold_run,) = _children(uri, cold["parent_run_id"])
+    cold_curve = _curves(uri, [cold_run])[cold_run.info.run_id]
+    assert [s for s, _ in cold_curve] == [1, 2]
+    assert [v for _, v in curve] == pytest.approx([v for _, v in cold_curve], abs=1e-6), "warm (paused, resumed) = cold"
+    assert tie[0][1] == pytest.approx(cold_curve[0][1], abs=1e-6), "a trial on a warm worker group = cold"
     assert not _search_placement_groups_left(ray_session)

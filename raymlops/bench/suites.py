@@ -368,7 +368,7 @@ def _ddp_search_cfg(n: int) -> list[str]:
         f"tune.num_samples={n}",
         "tune.max_concurrent_trials=1",
         "scheduler=fifo",
-        "search_space={}",
+        "~search_space",
         "train.log_every_n_steps=0",
     ]
 
