@@ -182,8 +182,9 @@ def _newest_on_disk(trial_dir: Path) -> int:
 
 @pytest.mark.cluster
 def test_search_driver_killed_then_resumed(tmp_path: Path, store: dict[str, str]) -> None:
-    """SIGKILL the whole `raymlops.tune` process group once a trial has finished and another is
-    mid-way; `tune.resume=true` finishes the search without rerunning finished trials."""
+    """SIGKILL the whole `raymlops.tune` process group (driver, lanes, their workers) once a 2-worker DDP
+    trial has finished and another is mid-way; `tune.resume=true` starts new lanes and finishes the search
+    without rerunning finished trials, the mid-way one from its newest checkpoint in the same child run."""
     samples, epochs = 3, 4
     args = overrides(
         store,
@@ -193,6 +194,8 @@ def test_search_driver_killed_then_resumed(tmp_path: Path, store: dict[str, str]
         "data.num_train=3000",
         "ray.num_cpus=2",
         "evaluate.enabled=false",
+        "scaling.num_workers=2",  # DDP trials on warm lanes: the flagship path, killed and resumed
+        "scaling.cpus_per_worker=0.5",
         # FIFO: every trial trains all its epochs, so the third is mid-way for seconds after the first two
         # finish together (under ASHA it was stopped at epoch 1 and the poll could miss the moment)
         "scheduler=fifo",

@@ -241,8 +241,20 @@ class LaneBroker:
         self.started += 1
         lane_id = f"lane{self.started}-{uuid.uuid4().hex[:6]}"
         me = ray.get_runtime_context().current_actor
-        self.lanes[lane_id] = _Lane(shape, spec, ref=_run_lane.remote(spec, me, lane_id))
+        ref = _run_lane.remote(spec, me, lane_id)
+        self.lanes[lane_id] = _Lane(shape, spec, ref=ref)
+        asyncio.get_running_loop().create_task(self._watch(lane_id, ref))
         log.info("started %s for %s", lane_id, shape)
+
+    async def _watch(self, lane_id: str, ref: Any) -> None:
+        """A lane's task ended (its TorchTrainer returned, or the task itself died, e.g. killed for memory
+        with no retries left): the lane is gone, and a trial it held fails rather than waits forever."""
+        try:
+            error = await ref
+        except Exception as err:
+            error = f"{type(err).__name__}: {err}"
+        if lane_id in self.lanes:
+            await self.lane_exit(lane_id, error)
 
 
 async def _as_future(ref: Any) -> Any:
@@ -253,8 +265,8 @@ async def _as_future(ref: Any) -> Any:
 
 
 @ray.remote(num_cpus=0)
-def _run_lane(spec: dict[str, Any], broker: Any, lane_id: str) -> None:
-    """A lane: one TorchTrainer whose workers run trials until the broker has none; then tell the broker."""
+def _run_lane(spec: dict[str, Any], broker: Any, lane_id: str) -> str | None:
+    """A lane: one TorchTrainer whose workers run trials until the broker has none; its error, if any."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -274,13 +286,11 @@ def _run_lane(spec: dict[str, Any], broker: Any, lane_id: str) -> None:
             logging_config=quiet_logging(),  # type: ignore[call-arg]
         ),
     )
-    error = None
     try:
         result = trainer.fit()
-        error = str(result.error) if result.error else None
+        return str(result.error) if result.error else None
     except Exception as err:  # Train V2 raises TrainingFailedError once max_failures restarts are spent
-        error = f"{type(err).__name__}: {err}"
-    ray.get(broker.lane_exit.remote(lane_id, error))
+        return f"{type(err).__name__}: {err}"
 
 
 class LaneRelease(Callback):
