@@ -32,6 +32,7 @@ from raymlops.launch import cluster
 
 log = logging.getLogger(__name__)
 BROKER_NAME = "raymlops-lanes"
+FIRST_TRIAL_WAIT_S = 60.0  # a lane started ahead of its first trial waits this long for it
 
 
 @dataclass
@@ -51,6 +52,7 @@ class _Lane:
     shape: str
     spec: dict[str, Any]
     trial: str | None = None
+    served: int = 0  # trials this lane has taken
     exiting: bool = False
     ref: Any = None
 
@@ -126,7 +128,8 @@ class LaneBroker:
                 self._unassign(lane)
             try:
                 await asyncio.wait_for(
-                    self.changed.wait_for(lambda: self._ends(lane) or self._first(lane) is not None), self.idle_s
+                    self.changed.wait_for(lambda: self._ends(lane) or self._first(lane) is not None),
+                    self.idle_s if lane.served else max(self.idle_s, FIRST_TRIAL_WAIT_S),
                 )
             except TimeoutError:
                 pass
@@ -137,6 +140,7 @@ class LaneBroker:
                 return None
             self.queue.remove(key)
             lane.trial, self.trials[key].lane = key, lane_id
+            lane.served += 1
             return {"key": key, "restarted": False, **self.trials[key].request}
 
     async def post(self, key: str, message: dict[str, Any]) -> None:
@@ -194,6 +198,13 @@ class LaneBroker:
             _, pending = await asyncio.wait([asyncio.ensure_future(_as_future(r)) for r in refs], timeout=timeout_s)
             return len(pending)
         return 0
+
+    async def prestart(self, spec: dict[str, Any], n: int) -> None:
+        """Start n lanes of this shape now, while Tune starts its first trials (their thin drivers)."""
+        async with self.changed:
+            shape = json.dumps(spec, sort_keys=True)
+            for _ in range(min(n, self.max_lanes) - len(self.lanes)):
+                self._start(shape, spec)
 
     async def stats(self) -> dict[str, int]:
         return {"lanes_started": self.started, "lanes_running": len(self.lanes), "trials_queued": len(self.queue)}
@@ -326,11 +337,14 @@ def lane_spec(config: dict[str, Any], run: RunContract, storage: str) -> dict[st
     }
 
 
-def start_broker(config: dict[str, Any], lanes: int) -> Any:
-    """The search's lane broker (lanes start on demand as trials arrive)."""
-    return LaneBroker.options(  # type: ignore[attr-defined]
+def start_broker(config: dict[str, Any], run: RunContract, lanes: int, storage: str) -> Any:
+    """The search's lane broker, with `lanes` lanes of the search's worker shape starting at once (more, or
+    other shapes, start on demand as trials arrive)."""
+    broker = LaneBroker.options(  # type: ignore[attr-defined]
         name=f"{BROKER_NAME}-{uuid.uuid4().hex[:8]}"
     ).remote(lanes, config["scaling"]["lane_idle_s"])
+    broker.prestart.remote(lane_spec(config, run, storage), lanes)
+    return broker
 
 
 def stop_lanes(broker: Any, timeout_s: float = 120.0) -> None:

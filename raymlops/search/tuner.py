@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ def run_search(config: dict[str, Any], launch: Launch) -> dict[str, Any]:
     )
     runs = TrialRuns(launch.tracking_uri, config["train"]["epochs"], mcfg)
     callbacks = [runs, SearchProgress(tcfg["metric"], tcfg["mode"], config["train"]["epochs"], tcfg["num_samples"])]
-    lanes = start_broker(config, concurrency) if warm_lanes(config) else None
+    lane_storage = os.path.join(search_storage(config, search), "lanes")
+    lanes = start_broker(config, search, concurrency, lane_storage) if warm_lanes(config) else None
     if lanes is not None:
         callbacks.append(LaneRelease(lanes, search.run_key))
     trainable = tune.with_resources(

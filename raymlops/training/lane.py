@@ -13,6 +13,7 @@ import traceback
 from dataclasses import replace
 from typing import Any
 
+import torch
 import torch.distributed as dist
 
 from raymlops.training.loop import Recipe
@@ -31,6 +32,8 @@ def lane_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     broker, lane_id = loop_config["broker"], loop_config["lane_id"]
     base = replace(ray_train_session(), restore_dirs=[], after_restore=None)
+    if base.device.type == "cuda":  # NCCL's object broadcast uses the current device: this worker's GPU
+        torch.cuda.set_device(base.device)
     while True:
         request = _share(ray.get(broker.next_trial.remote(lane_id)) if base.is_rank_zero else None, base)
         if request is None:
