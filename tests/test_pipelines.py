@@ -50,6 +50,7 @@ def airflow_env(tmp_path: Path, uri: str) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": uri,
         "RAYMLOPS_STORAGE_PATH": str(tmp_path / "ray_results"),
         "PYTHONWARNINGS": "ignore",
+        "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "0",  # a failure fails the test now, not after a retry_delay
     }
 
 
@@ -103,27 +104,28 @@ def test_failed_step_leaves_its_runs_failed_with_the_reason(tmp_path: Path, monk
 
 
 def _start_ray_head(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port, dash = free_local_port(), free_local_port()
+    # every fixed default port free too: another Ray on the machine (a developer's tests) holds 52365 and 10001
+    port, dash, agent, client = (free_local_port() for _ in range(4))
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}"]
     cmd += [f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--num-cpus=2", "--disable-usage-stats"]
+    cmd += [f"--dashboard-agent-listen-port={agent}", f"--ray-client-server-port={client}"]
     cmd += ["--include-dashboard=true", f"--temp-dir={tmp}"]
     log = open(tmp / "ray-head.log", "wb")  # noqa: SIM115 (closed with the process)
     head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return head, f"http://127.0.0.1:{dash}"
 
 
-def _wait_for_dashboard(address: str, timeout_s: float = 90) -> None:
-    import requests
-
+def _wait_for_job_agent(address: str, timeout_s: float = 120) -> None:
+    """Until the head takes a job: its dashboard answers before the node's job agent has registered ("No
+    available agent to submit job"), and a loaded machine widens that gap to tens of seconds."""
+    ray = str(Path(sys.executable).parent / "ray")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{address}/api/version", timeout=2).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"the local Ray head did not answer at {address} in {timeout_s} s")
+        probe = [ray, "job", "submit", "--address", address, "--no-wait", "--", "true"]
+        if subprocess.run(probe, capture_output=True, timeout=60).returncode == 0:
+            return
+        time.sleep(2)
+    raise AssertionError(f"the local Ray head at {address} took no job in {timeout_s} s")
 
 
 def _stop(head: subprocess.Popen[bytes]) -> None:
@@ -153,7 +155,7 @@ def test_airflow_dags_test_daily_training_on_local_ray(tmp_path: Path) -> None:
     try:
         started = time.monotonic()
         subprocess.run([str(AIRFLOW_BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-        _wait_for_dashboard(address)
+        _wait_for_job_agent(address)
         conf = {
             "data_root": "",
             "overrides": [*TINY, f"mlflow.artifact_location={tmp_path}/artifacts", f"mlflow.spool_dir={tmp_path}/spool"],

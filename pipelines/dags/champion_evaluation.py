@@ -16,7 +16,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # raymlops_steps.py beside this file (Airflow 3 does not add the folder)
-from raymlops_steps import data_overrides, newest_data, repo, run_raymlops  # noqa: E402
+from raymlops_steps import data_overrides, newest_data, repo, run_raymlops
 
 DEFAULT_HOLDOUT = os.environ.get("RAYMLOPS_HOLDOUT_ROOT", str(repo().parent / "shared" / "data" / "cifar10"))
 
@@ -27,7 +27,8 @@ DEFAULT_HOLDOUT = os.environ.get("RAYMLOPS_HOLDOUT_ROOT", str(repo().parent / "s
     catchup=False,
     max_active_runs=1,
     tags=["raymlops"],
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=5), "execution_timeout": timedelta(minutes=30)},
+    # retries and their delay: Airflow's own [core] default_task_retries / default_task_retry_delay
+    default_args={"execution_timeout": timedelta(minutes=30)},
     params={
         "experiment": Param("cifar10_fast", type="string", description="conf/experiment/NAME.yaml (data and eval settings)"),
         "model_name": Param("raymlops-cifar10", type="string", description="registered model whose @champion is checked"),
@@ -47,7 +48,9 @@ def champion_evaluation() -> None:
         ctx = get_current_context()
         p = ctx["params"]
         uri = f"models:/{p['model_name']}@champion"
-        out = run_raymlops("evaluate", [f"model_uri={uri}", f"+experiment={p['experiment']}", *data_overrides(holdout), *p["overrides"]], ctx)
+        out = run_raymlops(
+            "evaluate", [f"model_uri={uri}", f"+experiment={p['experiment']}", *data_overrides(holdout), *p["overrides"]], ctx
+        )
         return {"mlflow_run_id": out["mlflow_run_id"], "model_uri": uri, "test_acc": out["test_acc"]}
 
     @task(retries=0)  # a regression is an answer, not a transient error

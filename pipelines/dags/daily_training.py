@@ -5,7 +5,8 @@
     airflow dags trigger daily_training -c '{"overrides": ["train.epochs=3"]}'
 
 Tasks hand on only run ids, model URIs and the test accuracy (XCom); the work runs on $RAY_ADDRESS (Ray jobs)
-or locally. Retries and timeouts are Airflow's own (default_args, per task below).
+or locally. Retries are Airflow's own settings ([core] default_task_retries, e.g.
+AIRFLOW__CORE__DEFAULT_TASK_RETRIES=2); timeouts are per task (execution_timeout below).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # raymlops_steps.py beside this file (Airflow 3 does not add the folder)
-from raymlops_steps import data_overrides, newest_data, repo, run_raymlops  # noqa: E402
+from raymlops_steps import data_overrides, newest_data, repo, run_raymlops
 
 DEFAULT_DATA_ROOT = os.environ.get("RAYMLOPS_DATA_ROOT", str(repo().parent / "shared" / "data" / "cifar10"))
 
@@ -31,10 +32,15 @@ DEFAULT_DATA_ROOT = os.environ.get("RAYMLOPS_DATA_ROOT", str(repo().parent / "sh
     catchup=False,
     max_active_runs=1,
     tags=["raymlops"],
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=5), "execution_timeout": timedelta(minutes=30)},
+    # retries and their delay: Airflow's own [core] default_task_retries / default_task_retry_delay
+    default_args={"execution_timeout": timedelta(minutes=30)},
     params={
         "experiment": Param("cifar10_fast", type="string", description="conf/experiment/NAME.yaml"),
-        "data_root": Param(DEFAULT_DATA_ROOT, type="string", description="image-folder tree, or dated subfolders of them; '' = the experiment's data"),
+        "data_root": Param(
+            DEFAULT_DATA_ROOT,
+            type="string",
+            description="image-folder tree, or dated subfolders of them; '' = the experiment's data",
+        ),
         "overrides": Param([], type="array", description="extra Hydra overrides for training and evaluation"),
     },
     doc_md=__doc__,
@@ -56,7 +62,12 @@ def daily_training() -> None:
     def evaluate(trained: dict[str, Any], data_root: str) -> dict[str, Any]:
         ctx = get_current_context()
         p = ctx["params"]
-        args = [f"model_uri={trained['model_uri']}", f"+experiment={p['experiment']}", *data_overrides(data_root), *p["overrides"]]
+        args = [
+            f"model_uri={trained['model_uri']}",
+            f"+experiment={p['experiment']}",
+            *data_overrides(data_root),
+            *p["overrides"],
+        ]
         out = run_raymlops("evaluate", args, ctx)
         return {"mlflow_run_id": out["mlflow_run_id"], "test_acc": out["test_acc"], "test_loss": out["test_loss"]}
 

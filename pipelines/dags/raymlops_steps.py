@@ -69,8 +69,16 @@ def run_raymlops(module: str, args: list[str], context: dict[str, Any], on_clust
     env = {**os.environ, PIPELINE_RUN_ENV: pipeline_run, "PYTHONUNBUFFERED": "1"}
     address = os.environ.get("RAY_ADDRESS", "") if on_cluster else ""
     submission_id = f"raymlops-{ti.task_id}-{uuid.uuid4().hex[:8]}".replace("_", "-")
-    cmd = _job_command(module, args, env, submission_id, address) if address else [raymlops_python(), "-m", f"raymlops.{module}", *args]
-    log.info("running %s (%s)", " ".join(cmd[:8]) + (" ..." if len(cmd) > 8 else ""), f"Ray job {submission_id}" if address else "local")
+    cmd = (
+        _job_command(module, args, env, submission_id, address)
+        if address
+        else [raymlops_python(), "-m", f"raymlops.{module}", *args]
+    )
+    log.info(
+        "running %s (%s)",
+        " ".join(cmd[:8]) + (" ..." if len(cmd) > 8 else ""),
+        f"Ray job {submission_id}" if address else "local",
+    )
     try:
         return _stream(cmd, env)
     except BaseException as err:

@@ -16,7 +16,7 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # raymlops_steps.py beside this file (Airflow 3 does not add the folder)
-from raymlops_steps import data_overrides, newest_data, repo, run_raymlops  # noqa: E402
+from raymlops_steps import data_overrides, newest_data, repo, run_raymlops
 
 DEFAULT_DATA_ROOT = os.environ.get("RAYMLOPS_DATA_ROOT", str(repo().parent / "shared" / "data" / "cifar10"))
 
@@ -27,10 +27,15 @@ DEFAULT_DATA_ROOT = os.environ.get("RAYMLOPS_DATA_ROOT", str(repo().parent / "sh
     catchup=False,
     max_active_runs=1,
     tags=["raymlops"],
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=10), "execution_timeout": timedelta(minutes=30)},
+    # retries and their delay: Airflow's own [core] default_task_retries / default_task_retry_delay
+    default_args={"execution_timeout": timedelta(minutes=30)},
     params={
         "experiment": Param("cifar10_optuna", type="string", description="conf/experiment/NAME.yaml with a search_space"),
-        "data_root": Param(DEFAULT_DATA_ROOT, type="string", description="image-folder tree, or dated subfolders of them; '' = the experiment's data"),
+        "data_root": Param(
+            DEFAULT_DATA_ROOT,
+            type="string",
+            description="image-folder tree, or dated subfolders of them; '' = the experiment's data",
+        ),
         "overrides": Param([], type="array", description="extra Hydra overrides, e.g. tune.num_samples=20"),
     },
     doc_md=__doc__,
