@@ -182,7 +182,7 @@ def test_airflow_dags_test_daily_training_on_local_ray(tmp_path: Path) -> None:
 def _check_registered(uri: str) -> None:
     c = tracking.client(uri)
     champion = c.get_model_version_by_alias("raymlops-cifar10", names.ALIAS_CHAMPION)
-    assert c.get_model_version_by_alias("raymlops-cifar10", names.ALIAS_CANDIDATE).version == champion.version == "1"
+    assert str(c.get_model_version_by_alias("raymlops-cifar10", names.ALIAS_CANDIDATE).version) == str(champion.version) == "1"
     assert "first champion" in champion.tags[names.TAG_DECISION]
     train_run = c.get_run(champion.tags["raymlops.run_id"])
     assert train_run.info.status == "FINISHED" and train_run.data.tags[names.TAG_ROLE] == "train"
