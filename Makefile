@@ -15,7 +15,7 @@ DEFAULT_PERMISSION ?=  # make mlflow-server AUTH=1 DEFAULT_PERMISSION=NO_PERMISS
 SERVER_FLAGS = $(if $(strip $(AUTH)),--auth) $(if $(strip $(TLS)),--tls-self-signed) $(if $(strip $(DEFAULT_PERMISSION)),--default-permission $(strip $(DEFAULT_PERMISSION)))
 PYTEST_ARGS ?= --durations=10
 
-.PHONY: help install quickstart tune train serve predict test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit clean
+.PHONY: help install airflow-install airflow-standalone airflow-dags-test quickstart tune train serve predict test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
@@ -27,6 +27,30 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install raymlops (editable) with dev extras
+
+# Airflow has a venv of its own (its pins clash with raymlops': pipelines/constraints-*.txt, README "Pipelines").
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_CONSTRAINTS := pipelines/constraints-airflow-3.1.8-py3.11.txt
+AIRFLOW_HOME ?= $(CURDIR)/.airflow
+AIRFLOW_PORT ?= 8080
+DAG ?= daily_training
+AIRFLOW_ENV = PATH=$(CURDIR)/$(AIRFLOW_VENV)/bin:$$PATH AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/pipelines/dags AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_PORT) RAYMLOPS_REPO=$(CURDIR) RAYMLOPS_PYTHON=$(CURDIR)/$(PY)
+
+$(AIRFLOW_VENV)/.installed: pipelines/requirements-airflow.txt $(AIRFLOW_CONSTRAINTS)
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install -q --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install -q -r pipelines/requirements-airflow.txt -c $(AIRFLOW_CONSTRAINTS)
+	touch $@
+
+airflow-install: $(AIRFLOW_VENV)/.installed ## create .venv-airflow: Airflow 3.1.8 for pipelines/ (not a raymlops dependency)
+
+airflow-standalone: install airflow-install ## Airflow (scheduler, API server, UI) on 127.0.0.1:$(AIRFLOW_PORT) running pipelines/dags; state in .airflow/
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow standalone
+
+airflow-dags-test: install airflow-install ## run one DAG now, in-process: make airflow-dags-test DAG=daily_training CONF='{"overrides": ["train.epochs=1"]}'
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow db migrate >/dev/null
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow dags test $(DAG) $(if $(CONF),-c '$(CONF)')
 
 quickstart: install ## run the offline quickstart search (synthetic data, 8 DDP trials, ASHA)
 	$(PY) -m raymlops.tune +experiment=quickstart

@@ -7,7 +7,7 @@ from typing import Any
 
 from raymlops.config import compose
 from raymlops.core import names
-from raymlops.core.console import setup_logging
+from raymlops.core.console import print_result, setup_logging
 from raymlops.core.errors import UserError, cli
 
 
@@ -26,6 +26,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     from raymlops import tracking
     from raymlops.data import load_splits
     from raymlops.post.evaluation import evaluate_model, load_logged_model, log_evaluation
+    from raymlops.tracking.lineage import pipeline_tags
 
     mcfg = config["mlflow"]
     tracking.check_reachable(mcfg["tracking_uri"])
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     run = tracking.client(mcfg["tracking_uri"]).create_run(
         exp_id,
         run_name=f"evaluate {uri}",
-        tags={names.TAG_ROLE: "evaluate", "raymlops.model_uri": uri, "raymlops.data": config["data"]["name"]},
+        tags={names.TAG_ROLE: "evaluate", "raymlops.model_uri": uri, "raymlops.data": config["data"]["name"], **pipeline_tags()},
     )
     log_evaluation(mcfg["tracking_uri"], [run.info.run_id], result, uri)
     tracking.client(mcfg["tracking_uri"]).set_terminated(run.info.run_id)
@@ -45,6 +46,7 @@ def main(argv: list[str]) -> dict[str, Any]:
         f"{uri} on {config['data']['name']} test ({result['n_test']} images): test_acc={result['test_acc']:.4f} "
         f"test_loss={result['test_loss']:.4f}; MLflow run {run.info.run_id}"
     )
+    print_result({"mlflow_run_id": run.info.run_id, "model_uri": uri, **result})
     return result
 
 

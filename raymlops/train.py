@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from raymlops.config import compose
-from raymlops.core.console import setup_logging
+from raymlops.core.console import print_result, setup_logging
 from raymlops.core.errors import cli
 from raymlops.core.redact import redact
 
@@ -29,7 +29,19 @@ def main(argv: list[str]) -> dict[str, float]:
     )
     metrics = run_train_job(config, launch)
     shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
-    print(f"Finished epoch {metrics.get('epoch')}: {shown}; MLflow run {metrics.get('mlflow_run_id')}", flush=True)
+    run_id = metrics.get("mlflow_run_id")
+    print(f"Finished epoch {metrics.get('epoch')}: {shown}; MLflow run {run_id}", flush=True)
+    rcfg = config["registry"]
+    print_result(
+        {
+            **shown,
+            "mlflow_run_id": run_id,
+            "model_uri": f"runs:/{run_id}/model" if run_id else None,
+            "model_name": rcfg["model_name"],
+            "promote": rcfg["promote"],
+            "min_improvement": rcfg["min_improvement"],
+        }
+    )
     return metrics
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from raymlops.config import compose
-from raymlops.core.console import setup_logging
+from raymlops.core.console import print_result, setup_logging
 from raymlops.core.errors import cli
 
 
@@ -36,6 +36,7 @@ def main(argv: list[str]) -> dict[str, Any]:
         f"(trial {summary['best_trial_id']}); MLflow parent run {summary['parent_run_id']}",
         flush=True,
     )
+    print_result(summary)  # parent_run_id, best_trial_id, registered_version, champion_decision, model_uri
     return summary
 
 

@@ -61,3 +61,14 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """The entry point's last line, `raymlops-result: {json}`: run ids, URIs and metrics for a scheduler to read
+    (pipelines/ parses it, also from `ray job submit`'s streamed output). Only JSON scalars; nothing secret."""
+    import json
+
+    from raymlops.core.names import RESULT_PREFIX
+
+    scalars = {k: v for k, v in result.items() if isinstance(v, str | int | float | bool) or v is None}
+    print(RESULT_PREFIX + json.dumps(scalars, sort_keys=True), flush=True)

@@ -21,6 +21,11 @@ TAG_STOPPED_EARLY = "raymlops.stopped_early"
 TAG_RESTARTS = "raymlops.restarts"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_DECISION = "raymlops.champion_decision"
+TAG_PIPELINE_RUN = "raymlops.pipeline_run"  # the scheduler task that started the run (from $RAYMLOPS_PIPELINE_RUN)
+TAG_FAILURE = "raymlops.failure_reason"  # why a pipeline task failed, on the runs it left FAILED
+TAG_REGRESSION = "raymlops.regression"  # model-version tag: accuracy fell below what was recorded at registration
+PIPELINE_RUN_ENV = "RAYMLOPS_PIPELINE_RUN"
+RESULT_PREFIX = "raymlops-result: "  # the last line of an entry point: its ids and URIs as one JSON object
 
 ALIAS_CANDIDATE = "candidate"
 ALIAS_CHAMPION = "champion"

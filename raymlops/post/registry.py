@@ -125,3 +125,26 @@ def versions(tracking_uri: str, name: str) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def check_regression(
+    tracking_uri: str, name: str, alias: str, measured: float, max_drop: float, metric: str = "test_acc"
+) -> tuple[str, str | None]:
+    """Compare a fresh measurement of name@alias with the metric recorded when it was registered.
+
+    Returns (version, None) when it holds, or (version, reason) when it fell more than max_drop below;
+    then the version is tagged `raymlops.regression` with the reason."""
+    c = client(tracking_uri)
+    version = _alias_version(c, name, alias)
+    if version is None:
+        raise UserError(
+            f"Model {name!r} has no @{alias} at {tracking_uri}; register one first (python -m raymlops.registry list {name})."
+        )
+    recorded = c.get_model_version(name, version).tags.get(metric)
+    if recorded is None:
+        raise UserError(f"{name} v{version} has no {metric} tag from its registration: nothing to compare {measured:.4f} with.")
+    if measured >= float(recorded) - max_drop:
+        return version, None
+    reason = f"{metric} {measured:.4f} is {float(recorded) - measured:.4f} below the {float(recorded):.4f} recorded at registration (allowed drop {max_drop})"
+    c.set_model_version_tag(name, version, names.TAG_REGRESSION, reason)
+    return version, reason

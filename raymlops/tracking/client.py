@@ -194,3 +194,20 @@ def find_or_create(c: Any, experiment_id: str, run_key: str, run_name: str, tags
 
 def logged_steps(tracking_uri: str, run_id: str, key: str) -> set[int]:
     return {m.step for m in client(tracking_uri).get_metric_history(run_id, key)}
+
+
+def fail_pipeline_runs(tracking_uri: str, pipeline_run: str, reason: str) -> list[str]:
+    """Close as FAILED, with `raymlops.failure_reason`, the runs a failed pipeline task started (tag
+    `raymlops.pipeline_run`): its top-level run whatever its state, and any child still open (a search's
+    finished trials keep FINISHED). Returns the run ids it changed."""
+    c = client(tracking_uri)
+    experiments = [e.experiment_id for e in c.search_experiments()]
+    query = f"tags.`{names.TAG_PIPELINE_RUN}` = '{pipeline_run.replace(chr(39), '')}'"
+    changed = []
+    for run in c.search_runs(experiments, filter_string=query, max_results=1000) if experiments else []:
+        top = names.TAG_PARENT not in run.data.tags
+        if top or run.info.status in ("RUNNING", "SCHEDULED"):
+            c.set_tag(run.info.run_id, names.TAG_FAILURE, redact_text(reason)[:5000])
+            c.set_terminated(run.info.run_id, "FAILED")
+            changed.append(run.info.run_id)
+    return changed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shlex
 import subprocess
@@ -11,6 +12,7 @@ from typing import Any
 
 from raymlops import __version__
 from raymlops.config.dotted import flatten
+from raymlops.core import names
 from raymlops.core.redact import redact, redact_text
 from raymlops.tracking.batch import MAX_PARAM_LEN
 
@@ -32,7 +34,14 @@ def lineage(config: dict[str, Any], argv: list[str]) -> dict[str, str]:
         "raymlops.overrides": redact_text(" ".join(config.get("overrides", []))) or "(none)",
         "raymlops.seed": str(config["train"]["seed"]),
         "raymlops.host": platform.node(),
+        **pipeline_tags(),
     }
+
+
+def pipeline_tags() -> dict[str, str]:
+    """`raymlops.pipeline_run` when a scheduler (pipelines/) started this process, so a failed task finds its runs."""
+    value = os.environ.get(names.PIPELINE_RUN_ENV, "").strip()
+    return {names.TAG_PIPELINE_RUN: value[:MAX_PARAM_LEN]} if value else {}
 
 
 def _git(*args: str) -> str:
