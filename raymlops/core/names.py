@@ -21,6 +21,9 @@ TAG_STOPPED_EARLY = "raymlops.stopped_early"
 TAG_RESTARTS = "raymlops.restarts"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_DECISION = "raymlops.champion_decision"
+# MLflow 3.17's UI opens an experiment by its kind; untagged, it guesses (and may land on the GenAI overview)
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 ALIAS_CANDIDATE = "candidate"
 ALIAS_CHAMPION = "champion"

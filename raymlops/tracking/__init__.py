@@ -18,6 +18,7 @@ from raymlops.tracking.lineage import config_params, lineage
 from raymlops.tracking.logger import NullLogger, RunLogger, logger_for, now_ms
 from raymlops.tracking.retry import retry_or_none, retry_or_outage, retrying, transient
 from raymlops.tracking.spool import replay_dir, replay_file, spool_name
+from raymlops.tracking.workspace import copy_datasets, log_dataset, tensor_digest
 
 __all__ = [
     "NullLogger",
@@ -26,10 +27,12 @@ __all__ = [
     "check_reachable",
     "client",
     "config_params",
+    "copy_datasets",
     "ensure_experiment",
     "find_or_create_run",
     "find_run",
     "lineage",
+    "log_dataset",
     "logged_steps",
     "logger_for",
     "now_ms",
@@ -40,5 +43,6 @@ __all__ = [
     "retry_or_outage",
     "retrying",
     "spool_name",
+    "tensor_digest",
     "transient",
 ]
