@@ -64,6 +64,7 @@ def _upload_report(
         summary_mod.learning_curves(rows, metric, config["train"]["epochs"], out / "learning_curves.png")
         if keys:
             summary_mod.param_plots(rows, metric, keys, out / "params_vs_metric.png")
+            summary_mod.parallel_coordinates(rows, metric, keys, out / "parallel_coordinates.png")
         uploads = [*files, *sorted(out.glob("*.png"))]
         c = client(search.launch.tracking_uri)
         steps("the search plots and top-k tables", lambda: [c.log_artifact(parent_id, str(f), "search") for f in uploads])
