@@ -18,7 +18,7 @@ from raymlops.tracking.lineage import config_params, lineage
 from raymlops.tracking.logger import NullLogger, RunLogger, logger_for, now_ms
 from raymlops.tracking.retry import retry_or_none, retry_or_outage, retrying, transient
 from raymlops.tracking.spool import replay_dir, replay_file, spool_name
-from raymlops.tracking.workspace import copy_datasets, log_dataset, tensor_digest
+from raymlops.tracking.workspace import copy_datasets, log_dataset, run_link, run_url, tensor_digest
 
 __all__ = [
     "NullLogger",
@@ -42,6 +42,8 @@ __all__ = [
     "retry_or_none",
     "retry_or_outage",
     "retrying",
+    "run_link",
+    "run_url",
     "spool_name",
     "tensor_digest",
     "transient",

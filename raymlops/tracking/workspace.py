@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from raymlops.core.redact import redact_text
 from raymlops.tracking.client import client
 
 log = logging.getLogger(__name__)
@@ -62,3 +63,20 @@ def start_system_metrics(tracking_uri: str, run_id: str, interval_s: float) -> A
     monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s, resume_logging=True, tracking_uri=tracking_uri)
     monitor.start()
     return monitor
+
+
+UI_PORT = 5000  # `mlflow ui`'s default port
+
+
+def run_url(base: str, experiment_id: str, run_id: str) -> str:
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """Where to see a run in MLflow's UI: its URL on a server, or the `mlflow ui` command and the run's page."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"MLflow run: {run_url(redact_text(tracking_uri), experiment_id, run_id)}"
+    return (
+        f"MLflow UI: mlflow ui --backend-store-uri {redact_text(tracking_uri)} --host 127.0.0.1, then open "
+        f"{run_url(f'http://127.0.0.1:{UI_PORT}', experiment_id, run_id)}"
+    )
