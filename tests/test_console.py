@@ -18,6 +18,7 @@ NOISE = [  # copied from a quickstart run on Ray 2.60
     "https://github.com/ray-project/ray/issues/53727 for more details.",
     "Detected that the Ray Train controller actor (0a7b060429489434fdf2d76901000000) is dead. Cleaning up placement "
     "group = [PlacementGroupID(7442462c21e810454932d2d9b42201000000)] created by this run.",
+    "Checkpoint successfully created at: Checkpoint(filesystem=local, path=/tmp/x/checkpoint_000000)",
     "WARNING: 10 PYTHON worker processes have been started on node: 8129 with address: 192.0.2.2, which is 5x the "
     "maximum expected startup concurrency (2). This could be a result of using a large number of actors, or due to "
     "tasks blocked in ray.get() calls (see https://github.com/ray-project/ray/issues/3644 for some discussion of workarounds).",
@@ -27,6 +28,7 @@ KEPT = [  # what a user must still see
     "RuntimeError: CUDA out of memory",
     "Task was killed due to the node running low on memory. Memory on the node (IP: 10.0.0.1) was 7.5GB / 8GB",
     "A worker died or was killed while executing a task by an unexpected system error.",
+    "Checkpoint failed: Checkpoint(filesystem=local, path=/x)",
     "[2026-12-02 00:53:03,379 E 15199 15398] core_worker.cc:2465: Actor with class name: 'Trainer' died: OOM",
 ]
 

@@ -24,6 +24,8 @@ BENIGN_LINES = (
     re.compile(r"Detected that the Ray Train controller actor .* is dead\. Cleaning up placement group"),
     # the raylet counts worker processes started at once; Tune and Train start an actor per trial and worker
     re.compile(r"PYTHON worker processes have been started on node"),
+    # Ray Tune's INFO line from a trial actor after each checkpoint (the checkpoint is in the trial's folder)
+    re.compile(r"^Checkpoint successfully created at: Checkpoint\("),
 )
 
 

@@ -75,8 +75,10 @@ class SearchProgress(Callback):
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._trials = trials
         self.last.setdefault(trial.trial_id, (0, None))
-        if not self._live:
-            self._line(f"trial {trial.trial_id} started{_params(trial)}", trials)
+        if not self._live:  # Tune may still call it PENDING here
+            print(
+                self._stamped(f"trial {trial.trial_id} started{_params(trial)}", self.tally(trials, trial, "RUNNING")), flush=True
+            )
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
         self._trials = trials

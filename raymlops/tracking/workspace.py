@@ -69,7 +69,8 @@ UI_PORT = 5000  # `mlflow ui`'s default port
 
 
 def run_url(base: str, experiment_id: str, run_id: str) -> str:
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    """The run's page in MLflow's UI, in its model-training view (3.17 opens the GenAI view unless told)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
