@@ -51,6 +51,7 @@ def ray_session() -> Any:
         # The dashboard hosts the state API that Ray Train's PlacementGroupCleaner needs to free the
         # worker-group placement group of a DDP trial stopped by ASHA; without it they leak.
         ray.init(
+            address="local",  # a new cluster, never one a `ray start` left on this machine
             num_cpus=2,
             include_dashboard=True,
             dashboard_port=0,

@@ -114,6 +114,54 @@ def test_ddp_worker_killed_resumes_same_run(tmp_path: Path, store: dict[str, str
     )
 
 
+@pytest.mark.cluster
+def test_lane_worker_killed_mid_trial_resumes_same_run(tmp_path: Path, store: dict[str, str]) -> None:
+    """SIGKILL rank 0 of a warm DDP lane once its trial has relayed a checkpoint to Tune: Ray Train restarts
+    the lane's worker group (FailureConfig), the lane takes the same trial again from that checkpoint, and
+    the trial finishes in the same child run (epochs 1..4 once each, the restart recorded)."""
+    log, epochs = tmp_path / "search.log", 4
+    args = overrides(
+        store,
+        "+experiment=smoke",
+        "scaling.num_workers=2",
+        f"train.epochs={epochs}",
+        "data.num_train=4000",
+        "tune.num_samples=1",
+        "scheduler=fifo",
+        "train.max_failures=1",
+        "ray.num_cpus=2",
+        "evaluate.enabled=false",
+    )
+    proc = start_cli("raymlops.tune", args, log)
+    try:
+        results = tmp_path / "ray_results"
+        wait_for(
+            "the trial's first checkpoint", lambda: _checkpoint_dirs(results, "*/run_trial_*/checkpoint_*"), 300, proc, log, 0.2
+        )
+        workers = wait_for("the lane's 2 workers", lambda: (w := _train_workers(proc.pid)) and len(w) == 2 and w, 30, proc, log)
+        rank0 = [pid for pid in workers if _holds_file(pid, tmp_path / "mlflow.db")]
+        victim = rank0[0] if rank0 else min(workers)
+        os.kill(victim, signal.SIGKILL)
+        text = finish(proc, log, timeout_s=300)
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)
+    c = tracking.client(store["mlflow.tracking_uri"])
+    runs = list(_trial_runs(c, "raymlops-smoke").values())
+    assert len(runs) == 1, "the restarted lane continued the trial's child run"
+    run = runs[0]
+    assert run.info.status == "FINISHED"  # type: ignore[attr-defined]
+    for key in ("val_acc", "train_loss", "lr"):
+        assert epoch_steps(c, run.info.run_id, key) == list(range(1, epochs + 1)), f"{key}: no duplicated or missing epoch"  # type: ignore[attr-defined]
+    assert run.data.tags[TAG_RESTARTS] == "1"  # type: ignore[attr-defined]
+    assert "resumed from epoch" in text
+    lanes = [p for p in next(results.glob("smoke-*")).joinpath("lanes").iterdir() if p.name.startswith("lane")]
+    assert len(lanes) == 1, f"one lane, restarted in place: {lanes}"
+    print(
+        f"fault: SIGKILL lane worker pid {victim} ({'rank 0' if rank0 else 'a worker'}); the trial finished on the restarted lane"
+    )
+
+
 def _trial_runs(c: object, experiment: str) -> dict[str, object]:
     """Trial child runs by run key, once the experiment exists."""
     exp = c.get_experiment_by_name(experiment)  # type: ignore[attr-defined]
@@ -134,8 +182,9 @@ def _newest_on_disk(trial_dir: Path) -> int:
 
 @pytest.mark.cluster
 def test_search_driver_killed_then_resumed(tmp_path: Path, store: dict[str, str]) -> None:
-    """SIGKILL the whole `raymlops.tune` process group once a trial has finished and another is
-    mid-way; `tune.resume=true` finishes the search without rerunning finished trials."""
+    """SIGKILL the whole `raymlops.tune` process group (driver, lanes, their workers) once a 2-worker DDP
+    trial has finished and another is mid-way; `tune.resume=true` starts new lanes and finishes the search
+    without rerunning finished trials, the mid-way one from its newest checkpoint in the same child run."""
     samples, epochs = 3, 4
     args = overrides(
         store,
@@ -145,6 +194,8 @@ def test_search_driver_killed_then_resumed(tmp_path: Path, store: dict[str, str]
         "data.num_train=3000",
         "ray.num_cpus=2",
         "evaluate.enabled=false",
+        "scaling.num_workers=2",  # DDP trials on warm lanes: the flagship path, killed and resumed
+        "scaling.cpus_per_worker=0.5",
         # FIFO: every trial trains all its epochs, so the third is mid-way for seconds after the first two
         # finish together (under ASHA it was stopped at epoch 1 and the poll could miss the moment)
         "scheduler=fifo",
@@ -305,7 +356,7 @@ def test_newer_checkpoint_than_the_launcher_knows_is_found(tmp_path: Path) -> No
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_ddp_trials_keep_num_to_keep_checkpoints(tmp_path: Path, store: dict[str, str]) -> None:
-    """2-worker DDP trials (TorchTrainer per trial): each trial's Ray Train run under train_runs/ and
+    """2-worker DDP trials (a TorchTrainer per trial, scaling.warm_workers=false): each trial's Ray Train run under train_runs/ and
     its Tune trial folder keep at most checkpoint.num_to_keep checkpoints; epochs logged once."""
     log = tmp_path / "search.log"
     args = overrides(
@@ -316,6 +367,7 @@ def test_ddp_trials_keep_num_to_keep_checkpoints(tmp_path: Path, store: dict[str
         "train.epochs=4",
         "scaling.num_workers=2",
         "scaling.cpus_per_worker=0.5",
+        "scaling.warm_workers=false",  # the TorchTrainer-per-trial path keeps its own Ray Train runs
         "checkpoint.num_to_keep=2",
         "ray.num_cpus=2",
         "evaluate.enabled=false",

@@ -27,6 +27,7 @@ def local_ray(num_cpus: int = 2) -> None:
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # a new cluster, never one a `ray start` left on this machine
             num_cpus=num_cpus,
             include_dashboard=True,
             dashboard_port=0,

@@ -1,6 +1,6 @@
 """The benchmarks: each runs raymlops and the bare tool it wraps side by side and returns (rows, ratio, goal).
 
-NAME: overhead asha tracking throughput ddp gpu; each prints its table and, last,
+NAME: overhead asha tracking throughput ddp ddp_search gpu; each prints its table and, last,
 `NAME ratio=<median> goal=<goal>`; the figures go to .raymlops/bench/NAME-<time>.json.
 """
 
@@ -354,6 +354,119 @@ def bench_ddp(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, s
     return rows, statistics.median(ratios(rows, "train_s", "ray_train", "torchrun")), "<=1.15"
 
 
+# ------------------------------------------------------------------ ddp_search
+
+
+def _ddp_search_cfg(n: int) -> list[str]:
+    return [
+        "+experiment=smoke",
+        "data.num_train=2000",
+        "data.num_test=200",
+        "train.epochs=1",
+        "scaling.num_workers=2",
+        "scaling.cpus_per_worker=1",
+        f"tune.num_samples={n}",
+        "tune.max_concurrent_trials=1",
+        "scheduler=fifo",
+        "~search_space",
+        "train.log_every_n_steps=0",
+    ]
+
+
+def _documented_loop(config: dict[str, Any]) -> None:
+    """Ray's Train V2 guide: a DDP worker loop that prepares the model and reports each epoch."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from raymlops.data import synthetic
+    from raymlops.models import build_model
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    (x, y), _, _ = synthetic(2000, 200)
+    model = ray.train.torch.prepare_model(build_model({"name": "fast_cnn", "width": 16}, 3, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=config["lr"], momentum=0.9)
+    t0 = time.perf_counter()
+    shard_x, shard_y = x[rank::world], y[rank::world]
+    for i in range(0, len(shard_y), 32):
+        loss = torch.nn.functional.cross_entropy(model(shard_x[i : i + 32].float() / 255), shard_y[i : i + 32])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    ray.train.report({"epoch": 1, "loss": float(loss), "epoch_time_s": time.perf_counter() - t0})
+
+
+def _documented_search(n: int, storage: str) -> dict[str, float]:
+    """Ray's documented Tune -> TorchTrainer pattern: a function trainable per trial builds a TorchTrainer
+    of 2 DDP workers with TuneReportCallback (the same resources as raymlops' trials)."""
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    def driver(config: dict[str, Any]) -> None:
+        trainer = TorchTrainer(
+            _documented_loop,
+            train_loop_config=config,
+            scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
+            run_config=ray.train.RunConfig(
+                name=f"documented-{tune.get_context().get_trial_id()}",
+                storage_path=storage,
+                callbacks=[TuneReportCallback()],  # type: ignore[list-item]  # a Train V2 UserCallback
+            ),
+        )
+        trainer.fit()
+
+    tuner = tune.Tuner(
+        tune.with_resources(driver, {"CPU": 0, "memory": 64 * 1024**2}),
+        param_space={"lr": 0.1, "i": tune.grid_search(list(range(n)))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    )
+    results = tuner.fit()
+    frames: list[Any] = [results[i].metrics_dataframe for i in range(len(results))]
+    return {"train_s": sum(float(frame["epoch_time_s"].sum()) for frame in frames)}
+
+
+def _warm_search(n: int, tmp: str) -> dict[str, float]:
+    """raymlops' search of the same trials on warm lanes; the launch overhead per trial after the lane's first,
+    from the child runs' end times: (last end - first end - their training time) / (n - 1)."""
+    from raymlops import tracking
+    from raymlops.tune import main as tune_main
+
+    summary = tune_main([*_ddp_search_cfg(n), *store(tmp)])
+    c = tracking.client(f"sqlite:///{tmp}/mlflow.db")
+    runs = c.search_runs(
+        [c.get_experiment_by_name("raymlops-smoke").experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'",
+    )
+    runs.sort(key=lambda r: r.info.end_time)
+    train = {r.info.run_id: sum(m.value for m in c.get_metric_history(r.info.run_id, "epoch_time_s")) for r in runs}
+    later = runs[1:]
+    span = (runs[-1].info.end_time - runs[0].info.end_time) / 1000
+    overhead = (span - sum(train[r.info.run_id] for r in later)) / max(len(later), 1)
+    return {"train_s": sum(train.values()), "overhead_s_per_trial_after_first": overhead}
+
+
+def bench_ddp_search(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, str]:
+    """The same 2-worker DDP trials, one at a time: raymlops on warm lanes vs Ray's documented pattern."""
+    n = 3 if quick else 6
+    local_ray()
+    with tempfile.TemporaryDirectory() as tmp:
+        counter = iter(range(10_000))
+        rows = alternate(
+            {
+                "raymlops_warm": lambda: _warm_search(n, f"{tmp}/w{next(counter)}"),
+                "ray_documented": lambda: _documented_search(n, f"{tmp}/d{next(counter)}"),
+            },
+            repeats,
+        )
+    for row in rows:
+        row["trials"] = n
+    return rows, statistics.median(ratios(rows, "wall_s", "raymlops_warm", "ray_documented")), "<=0.35"
+
+
 # ------------------------------------------------------------------ gpu
 
 
@@ -434,5 +547,6 @@ BENCHES: dict[str, Callable[[int, bool], tuple[list[dict[str, Any]], float, str]
     "tracking": bench_tracking,
     "throughput": bench_throughput,
     "ddp": bench_ddp,
+    "ddp_search": bench_ddp_search,
     "gpu": bench_gpu,
 }

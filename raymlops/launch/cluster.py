@@ -62,6 +62,7 @@ def connect(config: dict[str, Any]) -> None:
         dashboard = bool(rcfg.get("include_dashboard", True)) or config["scaling"]["num_workers"] > 1
         ray_output.keep_token_auth()
         info = ray.init(
+            address="local",  # a new cluster, never one a `ray start` left on this machine (ray.init's default)
             num_cpus=rcfg.get("num_cpus"),
             include_dashboard=dashboard,
             dashboard_host=rcfg.get("dashboard_host", "127.0.0.1"),

@@ -37,11 +37,11 @@ def run_config_for_train(config: dict[str, Any], name: str, storage_path: str, c
         callbacks=callbacks,
         failure_config=ray.train.FailureConfig(max_failures=config["train"]["max_failures"]),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config["checkpoint"]["num_to_keep"]),
-        logging_config=_quiet_logging(),  # type: ignore[call-arg]  # Train V2's RunConfig (the default since 2.51)
+        logging_config=quiet_logging(),  # type: ignore[call-arg]  # Train V2's RunConfig (the default since 2.51)
     )
 
 
-def _quiet_logging() -> Any:
+def quiet_logging() -> Any:
     try:
         from ray.train.v2.api.config import LoggingConfig
 

@@ -13,7 +13,8 @@ from ray import tune
 from raymlops.config.contract import Launch, RunContract
 from raymlops.core import names
 from raymlops.core.redact import redact
-from raymlops.launch.trial import in_process, run_trial, search_storage, trial_resources
+from raymlops.launch.lanes import LaneRelease, start_broker, stop_lanes
+from raymlops.launch.trial import in_process, run_trial, search_storage, trial_resources, warm_lanes
 from raymlops.post.finish import finish_search
 from raymlops.search.callbacks import TrialRuns
 from raymlops.search.progress import SearchProgress
@@ -44,8 +45,11 @@ def run_search(config: dict[str, Any], launch: Launch) -> dict[str, Any]:
     runs = TrialRuns(launch.tracking_uri, config["train"]["epochs"], mcfg)
     style = config["console"]["progress"]
     callbacks = [runs, SearchProgress(tcfg["metric"], tcfg["mode"], config["train"]["epochs"], tcfg["num_samples"], style)]
+    lanes = start_broker(config, concurrency) if warm_lanes(config) else None
+    if lanes is not None:
+        callbacks.append(LaneRelease(lanes, search.run_key))
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=config, search=search, parent_run_id=parent.run_id),
+        tune.with_parameters(run_trial, base=config, search=search, parent_run_id=parent.run_id, lanes=lanes),
         trial_resources(config, launch.per_worker),
     )
     tuner = (
@@ -53,7 +57,11 @@ def run_search(config: dict[str, Any], launch: Launch) -> dict[str, Any]:
         if resuming
         else _new_tuner(config, name, trainable, callbacks, concurrency)
     )
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    finally:
+        if lanes is not None:
+            stop_lanes(lanes)
     runs.flush()
     return finish_search(config, search, results, parent)
 
@@ -91,7 +99,7 @@ def _new_tuner(config: dict[str, Any], name: str, trainable: Any, callbacks: lis
             max_concurrent_trials=None,
             scheduler=build_scheduler(config),
             search_alg=build_search_alg(config, concurrency),
-            reuse_actors=tcfg["reuse_actors"] and in_process(config),
+            reuse_actors=tcfg["reuse_actors"] and (in_process(config) or warm_lanes(config)),
         ),
     )
 
@@ -109,7 +117,10 @@ def _restored(config: dict[str, Any], search: RunContract, trainable: Any, callb
         log.warning("could not replace the restored search's callbacks; MLflow child runs may close late")
     else:
         fresh = {type(cb): cb for cb in callbacks}
-        run_config.callbacks = [fresh.get(type(cb), cb) for cb in (run_config.callbacks or [])]
+        old = run_config.callbacks or []
+        run_config.callbacks = [fresh.get(type(cb), cb) for cb in old] + [
+            cb for cb in callbacks if type(cb) not in {type(o) for o in old}
+        ]
     print(f"Resuming search {search.run_key} from {path}", flush=True)
     return tuner
 
