@@ -40,6 +40,7 @@ def _check_search(uri: str, summary: dict[str, Any], n_trials: int, max_epochs: 
         "search/top_trials.json",
         "search/learning_curves.png",
         "search/params_vs_metric.png",
+        "search/parallel_coordinates.png",
         "evaluation/confusion_matrix.png",
         "evaluation/per_class_accuracy.json",
     ):

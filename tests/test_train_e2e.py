@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -9,14 +10,15 @@ import pytest
 from conftest import overrides
 
 from raymlops import tracking
-from raymlops.core.names import EPOCH_METRICS, TAG_ROLE
+from raymlops.core.names import EPOCH_METRICS, TAG_EXPERIMENT_KIND, TAG_ROLE
 from raymlops.train import main as train_main
 
 pytestmark = pytest.mark.ray
 
 
 def test_ddp_train_job_logs_one_run_from_rank_zero(ray_session: Any, store: dict[str, str]) -> None:
-    metrics = train_main(overrides(store, "+experiment=smoke", "scaling.num_workers=2", "train.epochs=3"))
+    args = ["scaling.num_workers=2", "train.epochs=3", "mlflow.system_metrics=true", "mlflow.system_metrics_interval_s=1"]
+    metrics = train_main(overrides(store, "+experiment=smoke", *args))
     uri = store["mlflow.tracking_uri"]
     c = tracking.client(uri)
     exp = c.get_experiment_by_name("raymlops-smoke")
@@ -33,6 +35,11 @@ def test_ddp_train_job_logs_one_run_from_rank_zero(ray_session: Any, store: dict
         steps = [m.step for m in c.get_metric_history(run.info.run_id, key)]
         assert sorted(steps) == [1, 2, 3], f"{key}: one point per epoch, step = epoch"
     assert run.data.metrics["val_acc"] > 0.1 + 0.05, "above chance (10 classes)"
+    assert exp.tags[TAG_EXPERIMENT_KIND] == "custom_model_development", "the MLflow UI opens on the training runs"
+    assert "system/cpu_utilization_percentage" in run.data.metrics and "system/system_memory_usage_megabytes" in run.data.metrics
+    (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]
+    profile = json.loads(dataset.profile)
+    assert dataset.name == "synthetic" and len(dataset.digest) == 16 and (profile["train"], profile["val"]) == (1800, 200)
     assert c.get_metric_history(run.info.run_id, "train_loss_step"), "per-step loss is logged too"
     artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
     logged = c.search_logged_models([exp.experiment_id]) if hasattr(c, "search_logged_models") else []

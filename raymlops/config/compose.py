@@ -26,6 +26,10 @@ PATH_KEYS = (
 )
 
 
+VERBOSE_FLAGS = ("-v", "--verbose")  # the one option: everything Ray prints, unfiltered
+VERBOSE_OVERRIDE = "console.verbose=true"
+
+
 def compose(overrides: list[str]) -> dict[str, Any]:
     """Hydra-compose conf/config.yaml with command-line overrides into a validated plain dict."""
     from hydra import compose as hydra_compose
@@ -34,6 +38,7 @@ def compose(overrides: list[str]) -> dict[str, Any]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    overrides = [VERBOSE_OVERRIDE if item in VERBOSE_FLAGS else item for item in overrides]
     _check_override_syntax(overrides)
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):

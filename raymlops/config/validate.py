@@ -77,6 +77,9 @@ def validate(config: dict[str, Any]) -> None:
     _check_metric(tune["metric"])
     if config["registry"]["promote"] not in ("if_better", "always", "never"):
         raise UserError(f"registry.promote={config['registry']['promote']!r} must be if_better, always or never.")
+    if config["mlflow"].get("system_metrics"):
+        _positive(config["mlflow"]["system_metrics_interval_s"], "mlflow.system_metrics_interval_s")
+    _choice(config["console"]["progress"], ("auto", "live", "plain"), "console.progress")
     validate_space(config)
     validate_serving(config)
 

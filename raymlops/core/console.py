@@ -48,6 +48,19 @@ def setup_logging() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # MLflow asks for type hints on a pyfunc's predict; raymlops' image model takes a DataFrame of image bytes
+    warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
+
+
+def set_verbose(verbose: bool) -> None:
+    """console.verbose=true (-v): Ray's and Tune's INFO lines, and none of the filters above."""
+    if not verbose:
+        return
+    logging.getLogger("ray").setLevel(logging.INFO)
+    tune_loggers = logging.getLogger("ray.tune.logger.logger")
+    for f in [f for f in tune_loggers.filters if isinstance(f, _ResumeNoise)]:
+        tune_loggers.removeFilter(f)
+    warnings.resetwarnings()
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:

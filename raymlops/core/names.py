@@ -26,6 +26,9 @@ TAG_FAILURE = "raymlops.failure_reason"  # why a pipeline task failed, on the ru
 TAG_REGRESSION = "raymlops.regression"  # model-version tag: accuracy fell below what was recorded at registration
 PIPELINE_RUN_ENV = "RAYMLOPS_PIPELINE_RUN"
 RESULT_PREFIX = "raymlops-result: "  # the last line of an entry point: its ids and URIs as one JSON object
+# MLflow 3.17's UI opens an experiment by its kind; untagged, it guesses (and may land on the GenAI overview)
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 ALIAS_CANDIDATE = "candidate"
 ALIAS_CHAMPION = "champion"

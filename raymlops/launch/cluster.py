@@ -15,6 +15,7 @@ import ray
 
 from raymlops.core.errors import UserError
 from raymlops.core.redact import is_secret_key
+from raymlops.launch import ray_output
 
 log = logging.getLogger(__name__)
 DRIVER_RESOURCES = {"CPU": 0, "memory": 64 * 1024**2}  # a trial driver only waits on its worker group
@@ -50,13 +51,16 @@ def connect(config: dict[str, Any]) -> None:
         # along, and Ray logs a runtime_env in clear (runtime_env_agent.log, the dashboard's job view).
         if os.environ.get(name) and (address or not is_secret_key(name)):
             env_vars[name] = os.environ[name]
-    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "runtime_env": {"env_vars": env_vars}}
+    verbose = bool(config.get("console", {}).get("verbose"))
+    level = logging.INFO if verbose else logging.WARNING
+    kwargs: dict[str, Any] = {"logging_level": level, "runtime_env": {"env_vars": env_vars}}
     if address:
         info = ray.init(address=address, **kwargs)
     else:
         # DDP trials need the dashboard: it serves the state API that Ray Train's PlacementGroupCleaner
         # uses to free the worker group of a trial stopped by ASHA; without it those CPUs leak.
         dashboard = bool(rcfg.get("include_dashboard", True)) or config["scaling"]["num_workers"] > 1
+        ray_output.keep_token_auth()
         info = ray.init(
             address="local",  # a new cluster, never one a `ray start` left on this machine (ray.init's default)
             num_cpus=rcfg.get("num_cpus"),
@@ -64,9 +68,10 @@ def connect(config: dict[str, Any]) -> None:
             dashboard_host=rcfg.get("dashboard_host", "127.0.0.1"),
             **kwargs,
         )
+    if not verbose:
+        ray_output.filter_worker_logs()
     where = f"joined {address}" if address else "started a local cluster"
-    url = getattr(info, "dashboard_url", None)
-    print(f"Ray {where}" + (f"; dashboard: http://{url}" if url else ""), flush=True)
+    print(f"Ray {where}; {ray_output.dashboard_line(getattr(info, 'dashboard_url', None))}", flush=True)
 
 
 def use_gpu(config: dict[str, Any]) -> bool:

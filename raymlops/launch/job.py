@@ -10,6 +10,7 @@ from ray.train.torch import TorchTrainer
 
 from raymlops.config.contract import Launch, RunContract
 from raymlops.launch import cluster
+from raymlops.launch.progress import EpochProgress
 from raymlops.tracking import ensure_experiment, lineage, retrying
 from raymlops.training.loop import train_loop_per_worker
 
@@ -73,7 +74,8 @@ def run_train_job(config: dict[str, Any], launch: Launch) -> dict[str, Any]:
     """One training job: TorchTrainer with scaling.num_workers DDP workers, rank 0 logging to MLflow."""
     name = f"{config['name']}-train-{time.strftime('%Y%m%d-%H%M%S')}"
     run = launch.run("train", name, name, log_model=True)
-    result = torch_trainer(config, run, launch, name, config["storage_path"]).fit()
+    progress = EpochProgress(config["train"]["epochs"], config["tune"]["metric"])
+    result = torch_trainer(config, run, launch, name, config["storage_path"], [progress]).fit()
     if result.error:
         raise result.error
     return dict(result.metrics or {})

@@ -15,7 +15,7 @@ from raymlops.core.redact import redact_text
 from raymlops.post import summary as summary_mod
 from raymlops.post.champion import evaluate_and_register
 from raymlops.post.steps import TrackerSteps
-from raymlops.tracking import RunLogger, client, replay_dir, spool_name
+from raymlops.tracking import RunLogger, client, copy_datasets, replay_dir, spool_name
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ def finish_search(config: dict[str, Any], search: RunContract, results: Any, par
     parent.set_tags({"best_trial_id": best["trial_id"], "best_run_id": best["mlflow_run_id"]})
     parent.flush()
     steps = TrackerSteps(config["mlflow"]["retry_seconds"])
+    if best["mlflow_run_id"] and parent.run_id:  # the parent's Dataset column and lineage: what its trials trained on
+        steps("the data set input", lambda: copy_datasets(search.launch.tracking_uri, best["mlflow_run_id"], parent.run_id or ""))
     _upload_report(config, search, rows, keys, parent.run_id or "", steps)
     best_result = next(r for r in results if (r.metrics or {}).get("trial_id") == best["trial_id"])
     if config["evaluate"]["enabled"]:
@@ -62,6 +64,7 @@ def _upload_report(
         summary_mod.learning_curves(rows, metric, config["train"]["epochs"], out / "learning_curves.png")
         if keys:
             summary_mod.param_plots(rows, metric, keys, out / "params_vs_metric.png")
+            summary_mod.parallel_coordinates(rows, metric, keys, out / "parallel_coordinates.png")
         uploads = [*files, *sorted(out.glob("*.png"))]
         c = client(search.launch.tracking_uri)
         steps("the search plots and top-k tables", lambda: [c.log_artifact(parent_id, str(f), "search") for f in uploads])

@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 
 def summarize(results: Any, metric: str, mode: str, space_keys: list[str]) -> list[dict[str, Any]]:
@@ -76,6 +77,7 @@ def learning_curves(rows: list[dict[str, Any]], metric: str, max_epochs: int, pa
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     ax.set_xlim(0.5, max_epochs + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{metric} per epoch, {len(rows)} trials (dashed: stopped early)")
     ax.grid(alpha=0.3)
     if any(row["curve"] for row in rows):
@@ -110,3 +112,42 @@ def param_plots(rows: list[dict[str, Any]], metric: str, space_keys: list[str], 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def parallel_coordinates(rows: list[dict[str, Any]], metric: str, space_keys: list[str], path: Path) -> None:
+    """One line per trial across the searched parameters and the metric (each axis scaled 0..1 over the
+    trials, log for ranges wider than 20x), coloured by the metric: shows which region of the space won."""
+    axes = [*space_keys, metric]
+    columns = [_unit_axis([row.get(k) for row in rows]) for k in axes]
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * len(axes)), 4.5))
+    values = [row[metric] for row in rows]
+    lo, hi = min(values), max(values)
+    cmap = plt.get_cmap("viridis")
+    for i in reversed(range(len(rows))):  # the best (row 0) drawn last, on top
+        ys = [col[0][i] for col in columns]
+        colour = "C3" if i == 0 else cmap((values[i] - lo) / (hi - lo) if hi > lo else 1.0)
+        ax.plot(range(len(axes)), ys, color=colour, lw=2.2 if i == 0 else 1.0, alpha=1.0 if i == 0 else 0.7)
+    for x, (_, labels) in enumerate(columns):
+        ax.axvline(x, color="0.6", lw=0.8)
+        ax.text(x, -0.08, labels[0], ha="center", va="top", fontsize=7)
+        ax.text(x, 1.04, labels[1], ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(axes)), axes, fontsize=8)
+    ax.set_yticks([])
+    ax.set_ylim(-0.15, 1.12)
+    ax.set_title(f"search space, {len(rows)} trials; colour: final {metric}, red: best", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _unit_axis(values: list[Any]) -> tuple[list[float], tuple[str, str]]:
+    """Values mapped onto 0..1, and the labels of the axis' two ends."""
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(numbers) != len(values):
+        labels = sorted({str(v) for v in values})
+        span = max(1, len(labels) - 1)
+        return [labels.index(str(v)) / span for v in values], (labels[0], labels[-1])
+    lo, hi = min(numbers), max(numbers)
+    scale = math.log10 if lo > 0 and hi / lo > 20 else (lambda v: v)
+    a, b = scale(lo), scale(hi)
+    return [(scale(v) - a) / (b - a) if b > a else 0.5 for v in numbers], (f"{lo:.3g}", f"{hi:.3g}")

@@ -1,11 +1,10 @@
-"""Tune callbacks on the search driver: each trial's MLflow child run closed right, and a progress line per
-ended trial. Neither raises into Tune."""
+"""Tune callbacks on the search driver: each trial's MLflow child run closed right (the progress display is
+search.progress). Neither raises into Tune."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -85,50 +84,6 @@ class TrialRuns(Callback):
                 log.warning("closing a trial's MLflow run failed: %s", redact_text(str(err))[:200])
         for logger in self.loggers:
             logger.flush(timeout_s=self.mlflow_cfg["retry_seconds"] + 30)
-
-
-class SearchProgress(Callback):
-    """One line per ended trial: what ended, how many are done of how many, how many run, the best so far."""
-
-    def __init__(self, metric: str, mode: str, max_epochs: int, num_samples: int):
-        self.metric, self.mode, self.max_epochs, self.num_samples = metric, mode, max_epochs, num_samples
-        self.best: tuple[float, str] | None = None
-        self.started = time.monotonic()
-
-    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
-        value = result.get(self.metric)
-        if isinstance(value, (int, float)) and (
-            self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])
-        ):
-            self.best = (float(value), trial.trial_id)
-
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        epochs = int((trial.last_result or {}).get("epoch", 0))
-        ended = "stopped at" if epochs < self.max_epochs else "finished"
-        self._print(trials, trial, f"trial {trial.trial_id} {ended} epoch {epochs}", "TERMINATED")
-
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._print(trials, trial, f"trial {trial.trial_id} FAILED (see {getattr(trial, 'path', '')})", "ERROR")
-
-    def _print(self, trials: list[Any], ended: Any, event: str, ended_status: str) -> None:
-        running = sum(1 for t in trials if t.status == "RUNNING" and t is not ended)
-        best = f"best {self.metric}={self.best[0]:.4f} ({self.best[1]})" if self.best else "no result yet"
-        d = self._ended(trials, ended, ended_status)
-        print(
-            f"[{time.monotonic() - self.started:6.0f}s] {event} | {sum(d.values())}/{self.num_samples} done "
-            f"({d['finished']} finished, {d['stopped']} stopped early, {d['errored']} failed), {running} running | {best}",
-            flush=True,
-        )
-
-    def _ended(self, trials: list[Any], ended: Any, ended_status: str) -> dict[str, int]:
-        """Counted from Tune's trial states, so a resumed search counts the trials ended before the crash too."""
-        d = {"finished": 0, "stopped": 0, "errored": 0}
-        for t in trials:
-            status = ended_status if t is ended else t.status
-            if status in ("TERMINATED", "ERROR"):
-                epochs = int((t.last_result or {}).get("epoch", 0))
-                d["errored" if status == "ERROR" else "stopped" if epochs < self.max_epochs else "finished"] += 1
-        return d
 
 
 def _mark_done(trial: Any, epoch: int) -> None:

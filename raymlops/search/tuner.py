@@ -17,12 +17,13 @@ from raymlops.core.redact import redact
 from raymlops.launch.lanes import LaneRelease, start_broker, stop_lanes
 from raymlops.launch.trial import in_process, run_trial, search_storage, trial_resources, warm_lanes
 from raymlops.post.finish import finish_search
-from raymlops.search.callbacks import SearchProgress, TrialRuns
+from raymlops.search.callbacks import TrialRuns
+from raymlops.search.progress import SearchProgress
 from raymlops.search.resume import check_resumable, search_name
 from raymlops.search.schedulers import build_scheduler
 from raymlops.search.searchers import build_search_alg
 from raymlops.search.space import param_space
-from raymlops.tracking import RunLogger, client, config_params, find_or_create_run, retrying
+from raymlops.tracking import RunLogger, client, config_params, find_or_create_run, retrying, run_link
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,12 @@ def run_search(config: dict[str, Any], launch: Launch) -> dict[str, Any]:
     print(
         f"Search {name}: {tcfg['num_samples']} trials, {config['scheduler']['name']} + {config['search_alg']['name']}, "
         f"{concurrency} at a time, {config['scaling']['num_workers']} worker(s) per trial; MLflow parent run {parent.run_id}\n"
-        f"  Browse: mlflow ui --backend-store-uri {_ui_uri(launch.tracking_uri)} --host 127.0.0.1",
+        f"  {run_link(launch.tracking_uri, launch.experiment_id, parent.run_id or '')}",
         flush=True,
     )
     runs = TrialRuns(launch.tracking_uri, config["train"]["epochs"], mcfg)
-    callbacks = [runs, SearchProgress(tcfg["metric"], tcfg["mode"], config["train"]["epochs"], tcfg["num_samples"])]
+    style = config["console"]["progress"]
+    callbacks = [runs, SearchProgress(tcfg["metric"], tcfg["mode"], config["train"]["epochs"], tcfg["num_samples"], style)]
     lane_storage = os.path.join(search_storage(config, search), "lanes")
     lanes = start_broker(config, search, concurrency, lane_storage) if warm_lanes(config) else None
     if lanes is not None:
@@ -95,7 +97,8 @@ def _new_tuner(config: dict[str, Any], name: str, trainable: Any, callbacks: lis
             metric=tcfg["metric"],
             mode=tcfg["mode"],
             num_samples=tcfg["num_samples"],
-            max_concurrent_trials=concurrency,
+            # the search algorithm limits concurrency (build_search_alg); given here too, Tune warns it ignores it
+            max_concurrent_trials=None,
             scheduler=build_scheduler(config),
             search_alg=build_search_alg(config, concurrency),
             reuse_actors=tcfg["reuse_actors"] and (in_process(config) or warm_lanes(config)),
@@ -122,10 +125,6 @@ def _restored(config: dict[str, Any], search: RunContract, trainable: Any, callb
         ]
     print(f"Resuming search {search.run_key} from {path}", flush=True)
     return tuner
-
-
-def _ui_uri(uri: str) -> str:
-    return uri if not uri.startswith("http") else f"(server) {uri}"
 
 
 def _log_search_config(parent: RunLogger, config: dict[str, Any], uri: str, parent_id: str) -> None:

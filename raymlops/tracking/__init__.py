@@ -19,6 +19,7 @@ from raymlops.tracking.lineage import config_params, lineage
 from raymlops.tracking.logger import NullLogger, RunLogger, logger_for, now_ms
 from raymlops.tracking.retry import retry_or_none, retry_or_outage, retrying, transient
 from raymlops.tracking.spool import replay_dir, replay_file, spool_name
+from raymlops.tracking.workspace import copy_datasets, log_dataset, run_link, run_url, tensor_digest
 
 __all__ = [
     "NullLogger",
@@ -27,11 +28,13 @@ __all__ = [
     "check_reachable",
     "client",
     "config_params",
+    "copy_datasets",
     "ensure_experiment",
     "fail_pipeline_runs",
     "find_or_create_run",
     "find_run",
     "lineage",
+    "log_dataset",
     "logged_steps",
     "logger_for",
     "now_ms",
@@ -41,6 +44,9 @@ __all__ = [
     "retry_or_none",
     "retry_or_outage",
     "retrying",
+    "run_link",
+    "run_url",
     "spool_name",
+    "tensor_digest",
     "transient",
 ]

@@ -153,12 +153,15 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Non
     c = client(tracking_uri)
     exp = c.get_experiment_by_name(name)
     if exp is not None:
+        if names.TAG_EXPERIMENT_KIND not in (exp.tags or {}):  # made before raymlops tagged it; a kind set in the UI stays
+            c.set_experiment_tag(exp.experiment_id, names.TAG_EXPERIMENT_KIND, names.EXPERIMENT_KIND)
         return str(exp.experiment_id)
     location = None
     if artifact_location and not tracking_uri.startswith(("http://", "https://", "databricks")):
         location = artifact_location if "://" in artifact_location else Path(artifact_location).resolve().as_uri()
     try:
-        return str(c.create_experiment(name, artifact_location=location))
+        kind = {names.TAG_EXPERIMENT_KIND: names.EXPERIMENT_KIND}
+        return str(c.create_experiment(name, artifact_location=location, tags=kind))
     except Exception:  # created concurrently by another process
         exp = c.get_experiment_by_name(name)
         if exp is None:

@@ -21,6 +21,7 @@ from raymlops.tracking.batch import MAX_PARAM_LEN, coalesce, send_lenient
 from raymlops.tracking.client import client, find_or_create, open_run
 from raymlops.tracking.retry import retry_or_none, retrying
 from raymlops.tracking.spool import replay_file, spool_lock, spool_name
+from raymlops.tracking.workspace import start_system_metrics
 
 log = logging.getLogger(__name__)
 PROBE_SECONDS = 5.0  # while the tracker is down, an idle logger tries its spool this often
@@ -42,6 +43,7 @@ class NullLogger:
 
     def end(self, status: str = "FINISHED") -> None: ...
     def close(self, status: str = "FINISHED") -> None: ...
+    def start_system_metrics(self, interval_s: float) -> None: ...
 
 
 class RunLogger(NullLogger):
@@ -68,6 +70,7 @@ class RunLogger(NullLogger):
         self._pending = 0
         self._cv = threading.Condition()
         self._degraded = False
+        self._monitor: Any = None
         self._client = client(tracking_uri)
         self._thread = threading.Thread(target=self._loop, name=f"mlflow-{name[:8]}", daemon=True)
         self._thread.start()
@@ -101,8 +104,17 @@ class RunLogger(NullLogger):
         self._put("status", status)
 
     def close(self, status: str = "FINISHED") -> None:
+        if self._monitor is not None:  # its last samples go out before the run ends
+            self._monitor.finish()
+            self._monitor = None
         self.end(status)
         self.flush(timeout_s=self.retry_seconds + 30)
+
+    def start_system_metrics(self, interval_s: float) -> None:
+        """MLflow's system metrics (CPU, memory, disk, network; GPU where pynvml sees one) of this node, every
+        interval_s, until close; nothing while the run is not open yet (tracker down)."""
+        if self._monitor is None and self._run_id:
+            self._monitor = start_system_metrics(self.tracking_uri, self._run_id, interval_s)
 
     # background side
     def _put(self, kind: str, payload: Any) -> None:

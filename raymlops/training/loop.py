@@ -58,7 +58,7 @@ class Recipe:
         self.optimizer, self.scheduler = build_optimizer(config, self.model, self.steps_per_epoch)
         self.progress = Progress.from_state(restore(session.restore_dirs, self.model, self.optimizer, self.scheduler))
         self.tracker: NullLogger = open_tracker(config, run, session, self.progress.run_id)
-        self.already = start_tracking(self.tracker, config, session, self.progress)
+        self.already = start_tracking(self.tracker, config, session, self.progress, self.splits)
         if 0 <= session.known_epoch < self.progress.epoch:
             self._report_again(session.known_epoch)
         self.last_epoch = min(self.train_cfg["epochs"], session.stop_epoch or self.train_cfg["epochs"])

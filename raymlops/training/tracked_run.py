@@ -9,7 +9,8 @@ from typing import Any
 
 from raymlops.config.contract import RunContract
 from raymlops.core import names
-from raymlops.tracking import NullLogger, config_params, logged_steps, logger_for, retry_or_none
+from raymlops.data import Splits
+from raymlops.tracking import NullLogger, config_params, log_dataset, logged_steps, logger_for, retry_or_none, tensor_digest
 from raymlops.training.progress import Progress
 from raymlops.training.session import Session
 
@@ -43,8 +44,10 @@ def start_tracking(
     config: dict[str, Any],
     session: Session,
     progress: Progress,
+    splits: Splits | None = None,
 ) -> dict[str, set[int]]:
-    """Params on first start; after a restart, backfill epochs and steps the checkpoint has but MLflow lacks.
+    """Params and the data set input on first start, system metrics from rank 0's node; after a restart,
+    backfill epochs and steps the checkpoint has but MLflow lacks.
 
     Returns the steps already logged, so a re-run epoch is never logged twice.
     """
@@ -53,9 +56,15 @@ def start_tracking(
     # a run created just now has no points: no need to ask MLflow (two queries per trial otherwise)
     found = {"val_acc": set(), names.STEP_METRIC: set()} if tracker.fresh else _logged_steps(tracker, config)
     already = found or {"val_acc": set(), names.STEP_METRIC: set()}
+    mcfg = config["mlflow"]
+    if mcfg.get("system_metrics"):
+        tracker.start_system_metrics(float(mcfg["system_metrics_interval_s"]))
     if progress.restarts == 0 and not already["val_acc"]:
         tracker.log_params({**config_params(config), "world_size": session.world_size})
         tracker.set_tags({"world_size": session.world_size})
+        if splits is not None and tracker.run_id:
+            run_id, uri, spec = tracker.run_id, tracker.tracking_uri, dataset_spec(config["data"], splits)
+            retry_or_none(lambda: log_dataset(uri, run_id, spec), mcfg["retry_seconds"], f"no data set input on run {run_id}")
     if found is not None:  # unknown what MLflow has (tracker down): the spool holds the rest
         _backfill(tracker, progress, already)
     if progress.restarts:
@@ -65,6 +74,28 @@ def start_tracking(
             "resumed from epoch %d (resume %d); MLflow run %s continues", len(progress.history), progress.restarts, tracker.run_id
         )
     return already
+
+
+_DIGESTS: dict[int, str] = {}  # per process, by the splits' identity (load_splits keeps them cached)
+
+
+def dataset_spec(data: dict[str, Any], splits: Splits) -> dict[str, Any]:
+    """What MLflow shows of the data set: its name, a digest of the decoded tensors, where it came from, sizes."""
+    key = id(splits.train_x)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = tensor_digest([splits.train_x, splits.train_y, splits.val_x, splits.val_y, splits.test_x, splits.test_y])
+    name = data["name"]
+    source = (
+        f"synthetic://seeded?num_train={data['num_train']}&num_test={data['num_test']}" if name == "synthetic" else data["root"]
+    )
+    profile = {
+        "train": len(splits.train_y),
+        "val": len(splits.val_y),
+        "test": len(splits.test_y),
+        "classes": splits.num_classes,
+        "image": list(splits.train_x.shape[1:]),
+    }
+    return {"name": name, "digest": _DIGESTS[key], "source": str(source), "profile": profile}
 
 
 def _backfill(tracker: NullLogger, progress: Progress, already: dict[str, set[int]]) -> None:
