@@ -9,6 +9,7 @@ from typing import Any
 from raymlops.config import choices
 from raymlops.config.dotted import flatten
 from raymlops.config.keys import known_keys, unknown_key_message
+from raymlops.config.objectives import validate_objectives
 from raymlops.config.space import validate_space
 from raymlops.core import names
 from raymlops.core.errors import UserError
@@ -78,6 +79,7 @@ def validate(config: dict[str, Any]) -> None:
     if config["registry"]["promote"] not in ("if_better", "always", "never"):
         raise UserError(f"registry.promote={config['registry']['promote']!r} must be if_better, always or never.")
     validate_space(config)
+    validate_objectives(config)
     validate_serving(config)
 
 
