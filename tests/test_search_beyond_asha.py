@@ -5,7 +5,6 @@ second Optuna search warm-started from the first. Plus the cheap pieces without 
 from __future__ import annotations
 
 import json
-import logging
 import pickle
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,7 @@ def test_pbt_exploits_are_tracked_and_the_schedule_registered(ray_session: Any, 
 
 @pytest.mark.ray
 def test_pareto_search_then_a_warm_started_one(
-    ray_session: Any, store: dict[str, str], caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    ray_session: Any, store: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A multi-objective Optuna search (val_acc up, latency_ms down) leaves its Pareto front and registers by the
     rule; a second one, warm-started from it (`latest`), has the first one's trials in its sampler, names its
@@ -95,7 +94,7 @@ def test_pareto_search_then_a_warm_started_one(
     version = c.get_model_version("raymlops-smoke", first["registered_version"])
     assert version.tags[names.TAG_SELECT_RULE].startswith("best val_acc (max) with latency_ms <= 1000")
 
-    caplog.set_level(logging.WARNING, logger="raymlops.search.warm_start")
+    capsys.readouterr()
     second = tune_main(
         overrides(
             store,
@@ -109,14 +108,15 @@ def test_pareto_search_then_a_warm_started_one(
             "registry.select={metric:val_acc,constraints:{latency_ms:{le:0.000001}}}",
         )
     )
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out + captured.err  # raymlops logs to stderr (core.console.setup_logging)
     assert "Warm start: 3 trial(s)" in out and "Nothing registered: no trial meets latency_ms <= 1e-06" in out
-    assert "model.width" in caplog.text and "not in this search space" in caplog.text
+    assert "warm start: 'model.width' of search run" in out and "not in this search space; skipped" in out
     parent = c.get_run(second["parent_run_id"])
     assert parent.data.tags[names.TAG_WARM_START] == first["parent_run_id"]
     assert second.get("registered_version") is None and len(c.search_model_versions("name='raymlops-smoke'")) == 1
     state_file = sorted(Path(store["storage_path"], second["search"]).glob("searcher-state-*.pkl"))[-1]
-    study = pickle.loads(state_file.read_bytes())["searcher"]._ot_study
+    study = pickle.loads(state_file.read_bytes())["_ot_study"]  # OptunaSearch.save: its __dict__
     told = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(told) == 4, "the first search's 3 trials, then this search's one"
     first_lrs = sorted(float(ch.data.params["optim.lr"]) for ch in children)
@@ -151,3 +151,14 @@ def test_explore_stays_inside_the_search_space() -> None:
     }
     new = clip_to_space({"optim.lr": 0.12, "model.width": 40.4, "train.label_smoothing": 0.123, "train.batch_size": 128}, space)
     assert new == {"optim.lr": 0.1, "model.width": 31, "train.label_smoothing": pytest.approx(0.1), "train.batch_size": 128}
+
+
+def test_warm_start_values_outside_the_new_space_are_skipped() -> None:
+    from raymlops.search.warm_start import _convert
+
+    assert _convert("0.05", {"type": "loguniform", "lower": 0.01, "upper": 0.1}) == 0.05
+    assert _convert("0.5", {"type": "loguniform", "lower": 0.01, "upper": 0.1}) is None
+    assert _convert("32", {"type": "randint", "lower": 8, "upper": 32}) is None  # upper is exclusive
+    assert _convert("16", {"type": "choice", "values": [8, 16]}) == 16
+    assert _convert("resnet18", {"type": "choice", "values": ["fast_cnn"]}) is None
+    assert _convert("0.12", {"type": "quniform", "lower": 0.0, "upper": 0.3, "q": 0.05}) is None  # off the grid
