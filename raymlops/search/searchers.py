@@ -9,6 +9,7 @@ from optuna.samplers import NSGAIISampler, TPESampler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from raymlops.config import choices
 from raymlops.config.objectives import is_multi_objective, objectives
 from raymlops.core.errors import UserError
 from raymlops.search.warm_start import WarmStart
@@ -19,7 +20,11 @@ def build_search_alg(config: dict[str, Any], max_concurrent: int, warm: WarmStar
     if alg["name"] == "random":  # seeded, so the same train.seed samples the same configurations
         from ray.tune.search import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=config["train"]["seed"], max_concurrent=max_concurrent)
+        # PBT/PB2 need the whole population from the start (a paused member holds no CPU; the cluster limits
+        # how many run): capped here, the members beyond max_concurrent would only be created once the first
+        # ones ended, and never be compared with them
+        population = config["scheduler"]["name"] in choices.POPULATION_SCHEDULERS
+        return BasicVariantGenerator(random_state=config["train"]["seed"], max_concurrent=0 if population else max_concurrent)
 
     if not config.get("search_space"):
         raise UserError("search_alg=optuna needs a non-empty search_space in the experiment.")
