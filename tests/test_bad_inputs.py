@@ -43,8 +43,8 @@ CASES = [
     Case("unknown_model_group", "train", ["model=resnet50"], ["model=resnet50", "model=resnet18", "fast_cnn"]),
     Case("unknown_dataset", "tune", ["data.name=imagenet"], ["data.name='imagenet'", "cifar10"]),
     Case("unknown_dataset_group", "train", ["data=imagenet"], ["data=imagenet", "synthetic"]),
-    Case("unknown_scheduler", "tune", ["scheduler=pbt"], ["scheduler=pbt", "asha", "hyperband"]),
-    Case("unknown_scheduler_name", "tune", ["scheduler.name=pbt"], ["scheduler.name='pbt'", "asha"]),
+    Case("unknown_scheduler", "tune", ["scheduler=bohb"], ["scheduler=bohb", "asha", "hyperband"]),
+    Case("unknown_scheduler_name", "tune", ["scheduler.name=bohb"], ["scheduler.name='bohb'", "asha"]),
     Case("unknown_search_alg", "tune", ["search_alg=hyperopt"], ["search_alg=hyperopt", "optuna", "random"]),
     Case("unknown_experiment", "tune", ["+experiment=nope"], ["+experiment=nope", "quickstart"]),
     # unknown or misspelled keys
@@ -72,6 +72,30 @@ CASES = [
     Case("num_samples_negative", "tune", ["tune.num_samples=-5"], ["tune.num_samples=-5", "tune.num_samples=10"]),
     Case("metric_never_reported", "tune", ["tune.metric=accuracy"], ["tune.metric='accuracy'", "tune.metric=val_acc"]),
     Case("bad_mode", "tune", ["tune.mode=maximize"], ["tune.mode='maximize'", "max or min"]),
+    # population, multi-objective and warm-started searches
+    Case("pbt_with_a_searcher", "tune", ["scheduler=pbt", "search_alg=optuna"], ["scheduler=pbt", "search_alg=random"]),
+    Case(
+        "pb2_with_a_choice",
+        "tune",
+        ["scheduler=pb2", "+search_space.model.width={type:choice,values:[8,16]}"],
+        ["model.width", "scheduler=pbt"],
+    ),
+    Case(
+        "pbt_interval_past_the_end",
+        "tune",
+        ["scheduler=pbt", "scheduler.perturbation_interval=2"],
+        ["perturbation_interval=2", "train.epochs=2"],
+    ),
+    Case("pbt_with_ddp_trials", "tune", ["scheduler=pbt", "scaling.num_workers=2"], ["scheduler=pbt", "scaling.num_workers=1"]),
+    Case("objective_never_reported", "tune", ["tune.objectives={val_acc:max,flops:min}"], ["'flops'", "latency_ms"]),
+    Case(
+        "metric_not_an_objective",
+        "tune",
+        ["tune.objectives={latency_ms:min,params_m:min}"],
+        ["tune.metric=val_acc", "latency_ms"],
+    ),
+    Case("select_bad_bound", "tune", ["registry.select={constraints:{latency_ms:{below:5}}}"], ["latency_ms", "{le: 5.0}"]),
+    Case("warm_start_random", "tune", ["search_alg.warm_start=latest"], ["search_alg.warm_start", "search_alg=optuna"]),
     # search space
     Case("space_lower_ge_upper", "tune", [S + "{type:uniform,lower:0.5,upper:0.1}"], ["lower=0.5", "upper=0.1", "lower: 0.1"]),
     Case("loguniform_nonpositive", "tune", [S + "{type:loguniform,lower:0,upper:0.1}"], ["loguniform", "(got 0)", "lower: 1e-5"]),

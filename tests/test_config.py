@@ -28,6 +28,8 @@ def test_experiments_listed() -> None:
         "cifar10_hyperband",
         "cifar100_resnet18",
         "fashion_mnist_quick",
+        "cifar10_pbt",
+        "cifar10_pareto",
     }
     assert required <= set(EXPERIMENTS)
 

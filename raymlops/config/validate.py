@@ -9,6 +9,7 @@ from typing import Any
 from raymlops.config import choices
 from raymlops.config.dotted import flatten
 from raymlops.config.keys import known_keys, unknown_key_message
+from raymlops.config.objectives import validate_objectives
 from raymlops.config.space import validate_space
 from raymlops.core import names
 from raymlops.core.errors import UserError
@@ -81,6 +82,7 @@ def validate(config: dict[str, Any]) -> None:
         _positive(config["mlflow"]["system_metrics_interval_s"], "mlflow.system_metrics_interval_s")
     _choice(config["console"]["progress"], ("auto", "live", "plain"), "console.progress")
     validate_space(config)
+    validate_objectives(config)
     validate_serving(config)
 
 

@@ -12,6 +12,10 @@ DEFAULT_METRIC = "val_acc"
 DEFAULT_MODE = "max"
 LOGGED_AT = "logged_at_ms"  # reported with each epoch: when its point was logged (idempotent write-backs)
 STEP_METRIC = "train_loss_step"  # logged every `train.log_every_n_steps` optimizer steps
+# Measured once per trial when an objective or the registry's rule needs them: batch-1 inference time of the
+# trained model on the trial's device (ms, warm, median) and its size (millions of parameters).
+COST_METRICS = ("latency_ms", "params_m")
+HP_METRIC_PREFIX = "hp/"  # PBT: a trial's searched hyperparameters as metrics, step = the epoch they took effect
 
 
 # MLflow tags.
@@ -29,6 +33,10 @@ RESULT_PREFIX = "raymlops-result: "  # the last line of an entry point: its ids 
 # MLflow 3.17's UI opens an experiment by its kind; untagged, it guesses (and may land on the GenAI overview)
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+TAG_EXPLOITS = "raymlops.pbt.exploits"  # how many times PBT copied another trial into this one
+TAG_EXPLOIT_PREFIX = "raymlops.pbt.exploit."  # + 1, 2, ...: JSON {epoch, donor_trial, old, donor, new}
+TAG_SELECT_RULE = "raymlops.select_rule"  # the registry.select rule that chose the registered trial
+TAG_WARM_START = "raymlops.warm_start"  # the search parent runs a warm-started search was seeded from
 
 ALIAS_CANDIDATE = "candidate"
 ALIAS_CHAMPION = "champion"

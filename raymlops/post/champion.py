@@ -24,9 +24,16 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_and_register(
-    config: dict[str, Any], search: RunContract, result: Any, best: dict[str, Any], parent_id: str, steps: TrackerSteps
+    config: dict[str, Any],
+    search: RunContract,
+    result: Any,
+    best: dict[str, Any],
+    parent_id: str,
+    steps: TrackerSteps,
+    version_tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Test-set evaluation of the best trial's final checkpoint, logged model, registry alias."""
+    """Test-set evaluation of the best trial's final checkpoint, logged model, registry alias (version_tags: what
+    chose the trial and the schedule it followed, kept on the registered version)."""
     ckpt_path = result.checkpoint.path if result.checkpoint else (result.metrics or {}).get("checkpoint_path")
     if not ckpt_path:
         log.warning("best trial %s left no checkpoint; skipping evaluation and registration", best["trial_id"])
@@ -51,7 +58,8 @@ def evaluate_and_register(
     )
     if not config["registry"]["register"] or not child:
         return out
-    return {**out, **_register(config, uri, child, parent_id, model, splits, evaluation, steps, ckpt_path)}
+    registered = _register(config, uri, child, parent_id, model, splits, evaluation, steps, ckpt_path, version_tags or {})
+    return {**out, **registered}
 
 
 def _load_trained(ckpt_path: str) -> tuple[nn.Module, Splits]:
@@ -88,10 +96,16 @@ def _register(
     evaluation: dict[str, Any],
     steps: TrackerSteps,
     ckpt_path: str,
+    version_tags: dict[str, str],
 ) -> dict[str, Any]:
     """Log the model to the best trial's run, register it as candidate, decide the champion."""
     name, rcfg = config["registry"]["model_name"], config["registry"]
-    metrics = {"test_acc": evaluation["test_acc"], "test_loss": evaluation["test_loss"], "search_run_id": parent_id}
+    metrics = {
+        "test_acc": evaluation["test_acc"],
+        "test_loss": evaluation["test_loss"],
+        "search_run_id": parent_id,
+        **version_tags,
+    }
     model_uri = steps("logging the best model", lambda: log_model(uri, child, model, splits))
     version = model_uri and steps("registering the best model", lambda: registry.register(uri, model_uri, name, child, metrics))
     decision = version and steps(

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from raymlops.config.contract import RunContract
+from raymlops.core import names
 from raymlops.core.console import table
 from raymlops.core.errors import UserError
 from raymlops.core.redact import redact_text
 from raymlops.post import summary as summary_mod
 from raymlops.post.champion import evaluate_and_register
+from raymlops.post.selection import choose_trial
 from raymlops.post.steps import TrackerSteps
 from raymlops.tracking import RunLogger, client, copy_datasets, replay_dir, spool_name
 
@@ -43,9 +45,13 @@ def finish_search(config: dict[str, Any], search: RunContract, results: Any, par
     if best["mlflow_run_id"] and parent.run_id:  # the parent's Dataset column and lineage: what its trials trained on
         steps("the data set input", lambda: copy_datasets(search.launch.tracking_uri, best["mlflow_run_id"], parent.run_id or ""))
     _upload_report(config, search, rows, keys, parent.run_id or "", steps)
-    best_result = next(r for r in results if (r.metrics or {}).get("trial_id") == best["trial_id"])
-    if config["evaluate"]["enabled"]:
-        out.update(evaluate_and_register(config, search, best_result, best, parent.run_id or "", steps))
+    chosen, version_tags = choose_trial(config, search, results, rows, keys, parent, steps)
+    out.update(selected_trial_id=chosen["trial_id"] if chosen else None, **version_tags)
+    if chosen is None:
+        print(f"Nothing registered: {version_tags[names.TAG_SELECT_RULE]}", flush=True)
+    elif config["evaluate"]["enabled"]:
+        chosen_result = next(r for r in results if (r.metrics or {}).get("trial_id") == chosen["trial_id"])
+        out.update(evaluate_and_register(config, search, chosen_result, chosen, parent.run_id or "", steps, version_tags))
         parent.set_tags({k: v for k, v in out.items() if k in ("registered_version", "champion_decision")})
     parent.close("FINISHED")
     _replay_leftovers(config, name, [parent.run_id or "", *(str(r.get("mlflow_run_id") or "") for r in rows)])

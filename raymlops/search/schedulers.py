@@ -1,4 +1,5 @@
-"""Trial schedulers: FIFO, Hyperband, and ASHA as Ray Tune's (stop) or promotion-based (pause and resume)."""
+"""Trial schedulers: FIFO, Hyperband, ASHA as Ray Tune's (stop) or promotion-based (pause and resume), and the
+population schedulers PBT / PB2 (search.population)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
+from raymlops.config import choices
+from raymlops.config.objectives import is_multi_objective
 from raymlops.launch.trial import in_process
+from raymlops.search.population import build_population
 from raymlops.search.promotion_asha import PromotionASHA
 
 
@@ -15,13 +19,17 @@ def build_scheduler(config: dict[str, Any]) -> Any:
     sched = config["scheduler"]
     max_t = config["train"]["epochs"]
     common: dict[str, Any] = {"time_attr": "training_iteration"}  # metric and mode come from TuneConfig, set once
+    if is_multi_objective(config):  # TuneConfig then has none (OptunaSearch takes the lists): the primary, here
+        common.update(metric=config["tune"]["metric"], mode=config["tune"]["mode"])
+    if sched["name"] in choices.POPULATION_SCHEDULERS:
+        return build_population(config)
     if sched["name"] == "asha":
         asha = PromotionASHA if asha_mode(config) == "promote" else ASHAScheduler
         grace = min(int(sched["grace_period"]), max_t)
         return asha(max_t=max_t, grace_period=grace, reduction_factor=sched["reduction_factor"], **common)
     if sched["name"] == "hyperband":
         return HyperBandScheduler(max_t=max_t, reduction_factor=sched["reduction_factor"], **common)
-    return FIFOScheduler()
+    return FIFOScheduler()  # no metric of its own to set
 
 
 def asha_mode(config: dict[str, Any]) -> str:

@@ -11,7 +11,9 @@ from typing import Any
 
 from ray import tune
 
+from raymlops.config import choices
 from raymlops.config.contract import Launch, RunContract
+from raymlops.config.objectives import is_multi_objective
 from raymlops.core import names
 from raymlops.core.redact import redact
 from raymlops.launch.lanes import LaneRelease, start_broker, stop_lanes
@@ -23,6 +25,7 @@ from raymlops.search.resume import check_resumable, search_name
 from raymlops.search.schedulers import build_scheduler
 from raymlops.search.searchers import build_search_alg
 from raymlops.search.space import param_space
+from raymlops.search.warm_start import WarmStart, load_warm_start
 from raymlops.tracking import RunLogger, client, config_params, find_or_create_run, retrying, run_link
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,7 @@ def run_search(config: dict[str, Any], launch: Launch) -> dict[str, Any]:
     tuner = (
         _restored(config, search, trainable, callbacks)
         if resuming
-        else _new_tuner(config, name, trainable, callbacks, concurrency)
+        else _new_tuner(config, name, trainable, callbacks, concurrency, _warm_start(config, search, parent))
     )
     try:
         results = tuner.fit()
@@ -79,8 +82,18 @@ def _open_parent(config: dict[str, Any], search: RunContract) -> RunLogger:
     return parent
 
 
-def _new_tuner(config: dict[str, Any], name: str, trainable: Any, callbacks: list[Any], concurrency: int) -> Any:
+def _warm_start(config: dict[str, Any], search: RunContract, parent: RunLogger) -> WarmStart:
+    """search_alg.warm_start's earlier trials, and the parent run naming the runs they came from."""
+    warm = load_warm_start(config, search.launch.tracking_uri, search.launch.experiment_id, parent.run_id or "")
+    if warm.sources:
+        parent.set_tags({names.TAG_WARM_START: ",".join(warm.sources), f"{names.TAG_WARM_START}.points": len(warm.points)})
+    return warm
+
+
+def _new_tuner(config: dict[str, Any], name: str, trainable: Any, callbacks: list[Any], concurrency: int, warm: WarmStart) -> Any:
     tcfg = config["tune"]
+    # several objectives: OptunaSearch and the scheduler carry the metrics (TuneConfig's would overwrite the lists)
+    goal = {} if is_multi_objective(config) else {"metric": tcfg["metric"], "mode": tcfg["mode"]}
     run_config = tune.RunConfig(
         name=name,
         storage_path=config["storage_path"],
@@ -88,22 +101,30 @@ def _new_tuner(config: dict[str, Any], name: str, trainable: Any, callbacks: lis
         verbose=0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=config["checkpoint"]["num_to_keep"]),
         failure_config=tune.FailureConfig(max_failures=config["train"]["max_failures"]),
+        stop=_population_stop(config),
     )
     return tune.Tuner(
         trainable,
         param_space=param_space(config),
         run_config=run_config,
         tune_config=tune.TuneConfig(
-            metric=tcfg["metric"],
-            mode=tcfg["mode"],
+            **goal,
             num_samples=tcfg["num_samples"],
             # the search algorithm limits concurrency (build_search_alg); given here too, Tune warns it ignores it
             max_concurrent_trials=None,
             scheduler=build_scheduler(config),
-            search_alg=build_search_alg(config, concurrency),
+            search_alg=build_search_alg(config, concurrency, warm),
             reuse_actors=tcfg["reuse_actors"] and (in_process(config) or warm_lanes(config)),
         ),
     )
+
+
+def _population_stop(config: dict[str, Any]) -> dict[str, Any] | None:
+    """PBT would also perturb at the last epoch, restarting a trial with nothing left to train (its last result
+    then the donor's): Tune stops a trial that reports its last epoch before the scheduler sees the result."""
+    if config["scheduler"]["name"] in choices.POPULATION_SCHEDULERS:
+        return {"epoch": config["train"]["epochs"]}
+    return None
 
 
 def _restored(config: dict[str, Any], search: RunContract, trainable: Any, callbacks: list[Any]) -> Any:

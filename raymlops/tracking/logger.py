@@ -44,6 +44,9 @@ class NullLogger:
     def end(self, status: str = "FINISHED") -> None: ...
     def close(self, status: str = "FINISHED") -> None: ...
     def start_system_metrics(self, interval_s: float) -> None: ...
+    def detach(self, timeout_s: float = 30.0) -> None:
+        """This process is done with the run for now (a trial paused or stopped on a warm lane): stop its
+        system metrics, send what is queued, leave the run open for whoever ends or resumes it."""
 
 
 class RunLogger(NullLogger):
@@ -103,10 +106,17 @@ class RunLogger(NullLogger):
         """Queue the run's end without waiting for it to be sent (flush waits)."""
         self._put("status", status)
 
-    def close(self, status: str = "FINISHED") -> None:
+    def detach(self, timeout_s: float = 30.0) -> None:
+        self._stop_monitor()
+        self.flush(timeout_s=timeout_s)
+
+    def _stop_monitor(self) -> None:
         if self._monitor is not None:  # its last samples go out before the run ends
             self._monitor.finish()
             self._monitor = None
+
+    def close(self, status: str = "FINISHED") -> None:
+        self._stop_monitor()
         self.end(status)
         self.flush(timeout_s=self.retry_seconds + 30)
 

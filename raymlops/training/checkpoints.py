@@ -83,12 +83,36 @@ def restore(candidates: list[str], model: nn.Module, optimizer: Any, scheduler: 
         if i:
             log.warning("restored from older checkpoint %s (epoch %d) after %d corrupt one(s)", path, state["epoch"], i)
         unwrap(model).load_state_dict(state["model"])
+        fresh = _hyperparameters(optimizer, scheduler)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        _keep_hyperparameters(optimizer, scheduler, fresh)
         return state
     if candidates:
         log.warning("no readable checkpoint among %d; starting from scratch", len(candidates))
     return {}
+
+
+def _hyperparameters(optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    """What this run's config set on a freshly built optimizer and schedule (before a checkpoint overwrites it)."""
+    groups = [{k: g[k] for k in ("lr", "weight_decay") if k in g} for g in optimizer.param_groups]
+    return {"groups": groups, "base_lrs": list(getattr(scheduler, "base_lrs", []))}
+
+
+def _keep_hyperparameters(optimizer: Any, scheduler: Any, fresh: dict[str, Any]) -> None:
+    """The config wins over the checkpoint for lr and weight decay: a PBT trial restarts from another trial's
+    checkpoint with perturbed values, which optimizer.load_state_dict would silently undo. The current lr keeps
+    its place in the schedule (scaled by new base / old base); a plain restart changes nothing."""
+    old_bases = list(getattr(scheduler, "base_lrs", []))
+    for i, (group, new) in enumerate(zip(optimizer.param_groups, fresh["groups"], strict=False)):
+        if "weight_decay" in new:
+            group["weight_decay"] = new["weight_decay"]
+        if i < len(old_bases) and i < len(fresh["base_lrs"]) and old_bases[i] and old_bases[i] != fresh["base_lrs"][i]:
+            ratio = fresh["base_lrs"][i] / old_bases[i]
+            group["lr"] *= ratio
+            group["initial_lr"] = fresh["base_lrs"][i]
+    if fresh["base_lrs"] and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = list(fresh["base_lrs"])
 
 
 def load_any(path: str) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def _run_trial(request: dict[str, Any], broker: Any, lane_id: str, base: Session
         return {"kind": "done", "metrics": recipe.finish()}
     except TrialReleased:
         if recipe is not None:
-            recipe.tracker.flush(timeout_s=30.0)  # the run stays open: Tune's callback (or a resumed trial) ends it
+            recipe.tracker.detach()  # the run stays open: Tune's callback (or the resumed trial) ends it
         return None
     except Exception:
         # The lane's collectives may be out of step now: fail the trial, then the worker group (Train restarts it)

@@ -16,11 +16,13 @@ import torch
 from torch import nn
 
 from raymlops.config.contract import RunContract
+from raymlops.config.objectives import needs_costs
 from raymlops.core import names
 from raymlops.data import augment, load_splits, normalise
 from raymlops.models import build_model
 from raymlops.tracking import NullLogger, now_ms, retry_or_none
 from raymlops.training.checkpoints import restore, save_checkpoint
+from raymlops.training.costs import model_costs
 from raymlops.training.model_io import log_model
 from raymlops.training.ops import all_reduce, autocast, batches, evaluate_shard, unwrap
 from raymlops.training.optim import build_optimizer, steps_per_epoch
@@ -39,8 +41,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 def run_training(config: dict[str, Any], run: RunContract | None, session: Session) -> dict[str, Any]:
     """Train for train.epochs (resuming from a checkpoint if given); return the last epoch's metrics."""
     recipe = Recipe(config, run, session)
-    for epoch in range(recipe.progress.epoch + 1, recipe.last_epoch + 1):
-        recipe.save_and_report(recipe.train_epoch(epoch))
+    try:
+        for epoch in range(recipe.progress.epoch + 1, recipe.last_epoch + 1):
+            recipe.save_and_report(recipe.train_epoch(epoch))
+    except BaseException:  # stopped or paused by Tune (SystemExit in its report), or failed: a reused actor
+        recipe.tracker.detach(timeout_s=5.0)  # keeps no system-metrics thread of this run going
+        raise
     return recipe.finish()
 
 
@@ -84,6 +90,7 @@ class Recipe:
         self.amp = autocast(self.train_cfg.get("amp", "auto"), device)
         self.global_step = self.progress.epoch * self.steps_per_epoch
         self.metrics: dict[str, Any] = self.progress.history[-1] if self.progress.history else {}
+        self.costs: dict[str, float] | None = None if needs_costs(self.config) else {}
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over this rank's shard, then validation over all ranks; the epoch's metrics, logged."""
@@ -153,9 +160,20 @@ class Recipe:
                 p.restarts, step_points=p.step_points,
             )  # fmt: skip
         extra = {"mlflow_run_id": self.tracker.run_id or "", "restarts": self.progress.restarts, "node_id": _node_id()}
+        extra.update(self._costs(metrics["epoch"]))
         self.session.report({**metrics, **extra}, ckpt_dir)
         if ckpt_dir:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+    def _costs(self, epoch: int) -> dict[str, float]:
+        """latency_ms / params_m of the trained model, measured once (after its first epoch here) when needed."""
+        if self.costs is None:
+            sample = normalise(self.tensors["val_x"][:1], self.mean, self.std)
+            if self.train_cfg.get("channels_last"):
+                sample = sample.contiguous(memory_format=torch.channels_last)
+            self.costs = model_costs(unwrap(self.model), sample, int(self.config["tune"].get("latency_runs", 30)))
+            self.tracker.log_metrics(self.costs, step=epoch)
+        return self.costs
 
     def _report_again(self, known_epoch: int) -> None:
         """Report the restored epochs after known_epoch to a launcher that lost them (MLflow has them already),

@@ -104,7 +104,10 @@ def tune_session(use_gpu: bool) -> Session:
     ckpt = tune.get_checkpoint()
     trial_dir = _trial_folder()
     known = epoch_of(ckpt.path) if ckpt else 0  # -1 (unreadable manifest): report nothing again
-    first_checkpoint = [True]
+    # PBT's exploit hands this trial another trial's checkpoint: restore exactly that one, and leave this
+    # trial's own (newer) checkpoints alone, which are neither a lagging record nor orphans then
+    donated = bool(ckpt and trial_dir and not os.path.abspath(ckpt.path).startswith(os.path.abspath(trial_dir) + os.sep))
+    first_checkpoint = [not donated]
 
     def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
         started = time.time()
@@ -120,7 +123,7 @@ def tune_session(use_gpu: bool) -> Session:
         world_size=1,
         device=torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu"),
         report=report,
-        restore_dirs=checkpoint_candidates(ckpt.path if ckpt else None, trial_dir),
+        restore_dirs=[ckpt.path] if donated and ckpt else checkpoint_candidates(ckpt.path if ckpt else None, trial_dir),
         known_epoch=known,
         stop_epoch=done if done and done > 0 else None,
     )

@@ -11,6 +11,7 @@ from raymlops.config.contract import RunContract
 from raymlops.core import names
 from raymlops.data import Splits
 from raymlops.tracking import NullLogger, config_params, log_dataset, logged_steps, logger_for, retry_or_none, tensor_digest
+from raymlops.training.exploits import is_other_trials_run, record_exploit, schedule_values
 from raymlops.training.progress import Progress
 from raymlops.training.session import Session
 
@@ -20,8 +21,10 @@ log = logging.getLogger(__name__)
 def open_tracker(config: dict[str, Any], run: RunContract | None, session: Session, run_id: str | None) -> NullLogger:
     """The loop's logger (tracking.logger_for decides who logs): run_id is the run a restored checkpoint
     logged to; without it, the contract's run is opened, or found again after a restart. No contract
-    (a benchmark, a test): nothing is logged."""
+    (a benchmark, a test): nothing is logged. A PBT trial restored from another trial's checkpoint keeps its own run."""
     mcfg = config["mlflow"]
+    if session.is_rank_zero and is_other_trials_run(config, run, run_id):
+        run_id = None  # found again by this trial's run key
     return logger_for(
         session.is_rank_zero,
         run.launch.tracking_uri if run else "",
@@ -59,9 +62,14 @@ def start_tracking(
     mcfg = config["mlflow"]
     if mcfg.get("system_metrics"):
         tracker.start_system_metrics(float(mcfg["system_metrics_interval_s"]))
+    if progress.run_id and tracker.run_id != progress.run_id:  # PBT exploit: the donor's points are not this run's
+        record_exploit(tracker, config, progress.epoch, progress.run_id)
+        return already
     if progress.restarts == 0 and not already["val_acc"]:
         tracker.log_params({**config_params(config), "world_size": session.world_size})
         tracker.set_tags({"world_size": session.world_size})
+        if schedule := schedule_values(config):  # PBT: the values this trial starts with, step 0
+            tracker.log_metrics(schedule, step=0)
         if splits is not None and tracker.run_id:
             run_id, uri, spec = tracker.run_id, tracker.tracking_uri, dataset_spec(config["data"], splits)
             retry_or_none(lambda: log_dataset(uri, run_id, spec), mcfg["retry_seconds"], f"no data set input on run {run_id}")
