@@ -86,7 +86,12 @@ CASES = [
         ["scheduler=pbt", "scheduler.perturbation_interval=2"],
         ["perturbation_interval=2", "train.epochs=2"],
     ),
-    Case("pbt_with_ddp_trials", "tune", ["scheduler=pbt", "scaling.num_workers=2"], ["scheduler=pbt", "scaling.num_workers=1"]),
+    Case(
+        "pbt_with_cold_ddp_trials",
+        "tune",
+        ["scheduler=pbt", "scaling.num_workers=2", "scaling.warm_workers=false"],
+        ["scheduler=pbt", "scaling.warm_workers=true"],
+    ),
     Case("objective_never_reported", "tune", ["tune.objectives={val_acc:max,flops:min}"], ["'flops'", "latency_ms"]),
     Case(
         "metric_not_an_objective",

@@ -119,11 +119,11 @@ def _validate_population(config: dict[str, Any]) -> None:
     if not space:
         raise UserError(f"scheduler={name} perturbs the search_space; give it at least one entry, e.g. optim.lr.")
     scaling = config["scaling"]
-    if scaling["num_workers"] > 1 or not scaling.get("in_process_single_worker", True):
+    if scaling["num_workers"] > 1 and not scaling.get("warm_workers", True):
         raise UserError(
-            f"scheduler={name} needs trials that train in their Tune actor (scaling.num_workers=1, "
-            "scaling.in_process_single_worker=true): the DDP trial launcher does not yet hand its workers the "
-            "checkpoint PBT copies into a trial, so every exploit would be silently ignored. Use scaling.num_workers=1."
+            f"scheduler={name} with DDP trials needs scaling.warm_workers=true: a trial's own TorchTrainer restores "
+            "from its Ray Train run, not from the checkpoint PBT copies into the trial, so every exploit would be "
+            "silently ignored. Drop scaling.warm_workers=false (DDP trials then run on warm lanes, which restore it)."
         )
     if config["tune"]["num_samples"] < 2:
         raise UserError(f"scheduler={name} needs a population: tune.num_samples >= 2 (e.g. 4).")
