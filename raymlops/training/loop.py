@@ -65,12 +65,12 @@ class Recipe:
         self.progress = Progress.from_state(restore(session.restore_dirs, self.model, self.optimizer, self.scheduler))
         self.tracker: NullLogger = open_tracker(config, run, session, self.progress.run_id)
         self.already = start_tracking(self.tracker, config, session, self.progress, self.splits)
+        self._prepare_tensors()  # before any report: a re-report needs the cost figures (and their val images)
         if 0 <= session.known_epoch < self.progress.epoch:
             self._report_again(session.known_epoch)
         self.last_epoch = min(self.train_cfg["epochs"], session.stop_epoch or self.train_cfg["epochs"])
         if session.after_restore:
             session.after_restore()
-        self._prepare_tensors()
 
     def _build_model(self) -> nn.Module:
         model = build_model(self.config["model"], self.splits.channels, self.splits.num_classes)
