@@ -6,29 +6,20 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # raymlops_steps.py beside this file (Airflow 3 does not add the folder)
-from raymlops_steps import data_overrides, newest_data, repo, run_raymlops
+from raymlops_steps import dag_settings, data_overrides, newest_data, run_raymlops, shared_cifar10
 
-DEFAULT_HOLDOUT = os.environ.get("RAYMLOPS_HOLDOUT_ROOT", str(repo().parent / "shared" / "data" / "cifar10"))
+DEFAULT_HOLDOUT = shared_cifar10("RAYMLOPS_HOLDOUT_ROOT")
 
 
 @dag(
-    schedule="0 6 * * *",  # daily, after daily_training's midnight run
-    start_date=pendulum.datetime(2026, 12, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    tags=["raymlops"],
-    # retries and their delay: Airflow's own [core] default_task_retries / default_task_retry_delay
-    default_args={"execution_timeout": timedelta(minutes=30)},
+    **dag_settings("0 6 * * *"),  # daily, after daily_training's midnight run
     params={
         "experiment": Param("cifar10_fast", type="string", description="conf/experiment/NAME.yaml (data and eval settings)"),
         "model_name": Param("raymlops-cifar10", type="string", description="registered model whose @champion is checked"),

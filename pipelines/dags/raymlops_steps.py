@@ -18,6 +18,7 @@ import os
 import subprocess
 import uuid
 from collections import deque
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,24 @@ JOB_ENV_PREFIXES = ("MLFLOW_", "RAYMLOPS_")  # what a Ray job inherits from the 
 
 class RaymlopsStepFailed(RuntimeError):
     """A raymlops command exited non-zero; the message carries its last error line."""
+
+
+def dag_settings(schedule: str) -> dict[str, Any]:
+    """The @dag arguments every raymlops pipeline shares (retries and their delay: Airflow's own
+    [core] default_task_retries / default_task_retry_delay)."""
+    return {
+        "schedule": schedule,
+        "start_date": datetime(2026, 12, 1, tzinfo=UTC),
+        "catchup": False,
+        "max_active_runs": 1,
+        "tags": ["raymlops"],
+        "default_args": {"execution_timeout": timedelta(minutes=30)},
+    }
+
+
+def shared_cifar10(env_var: str) -> str:
+    """A data folder from env_var, else the CIFAR-10 copy in ../shared beside the checkout."""
+    return os.environ.get(env_var, str(repo().parent / "shared" / "data" / "cifar10"))
 
 
 def repo() -> Path:

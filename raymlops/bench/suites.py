@@ -74,16 +74,22 @@ def _bare_tune(n: int, storage: str) -> dict[str, float]:
     return {"train_s": train_s}
 
 
-def _raymlops_search(extra: list[str], tmp: str) -> dict[str, float]:
+def _search_trials(argv: list[str], tmp: str) -> tuple[Any, list[Any]]:
+    """Run `raymlops.tune argv` on the store under tmp; the MLflow client and the search's child runs."""
     from raymlops import tracking
     from raymlops.tune import main as tune_main
 
-    summary = tune_main([*_tiny_cfg(int(extra[0])), *extra[1:], *store(tmp)])
+    summary = tune_main([*argv, *store(tmp)])
     c = tracking.client(f"sqlite:///{tmp}/mlflow.db")
     runs = c.search_runs(
         [c.get_experiment_by_name("raymlops-smoke").experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'",
     )
+    return c, runs
+
+
+def _raymlops_search(extra: list[str], tmp: str) -> dict[str, float]:
+    c, runs = _search_trials([*_tiny_cfg(int(extra[0])), *extra[1:]], tmp)
     return {"train_s": sum(m.value for r in runs for m in c.get_metric_history(r.info.run_id, "epoch_time_s"))}
 
 
@@ -432,15 +438,7 @@ def _documented_search(n: int, storage: str) -> dict[str, float]:
 def _warm_search(n: int, tmp: str) -> dict[str, float]:
     """raymlops' search of the same trials on warm lanes; the launch overhead per trial after the lane's first,
     from the child runs' end times: (last end - first end - their training time) / (n - 1)."""
-    from raymlops import tracking
-    from raymlops.tune import main as tune_main
-
-    summary = tune_main([*_ddp_search_cfg(n), *store(tmp)])
-    c = tracking.client(f"sqlite:///{tmp}/mlflow.db")
-    runs = c.search_runs(
-        [c.get_experiment_by_name("raymlops-smoke").experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'",
-    )
+    c, runs = _search_trials(_ddp_search_cfg(n), tmp)
     runs.sort(key=lambda r: r.info.end_time)
     train = {r.info.run_id: sum(m.value for m in c.get_metric_history(r.info.run_id, "epoch_time_s")) for r in runs}
     later = runs[1:]

@@ -124,7 +124,7 @@ class LaneBroker:
             if lane.trial:
                 await self.changed.wait_for(lambda: again is None or again.released or again.acked >= again.posted)
                 if again is not None and not again.released:
-                    return {"key": lane.trial, "restarted": True, **again.request}
+                    return {"key": lane.trial, **again.request}
                 self._unassign(lane)
             try:
                 await asyncio.wait_for(
@@ -141,7 +141,7 @@ class LaneBroker:
             self.queue.remove(key)
             lane.trial, self.trials[key].lane = key, lane_id
             lane.served += 1
-            return {"key": key, "restarted": False, **self.trials[key].request}
+            return {"key": key, **self.trials[key].request}
 
     async def post(self, key: str, message: dict[str, Any]) -> None:
         async with self.changed:
@@ -205,9 +205,6 @@ class LaneBroker:
             shape = json.dumps(spec, sort_keys=True)
             for _ in range(min(n, self.max_lanes) - len(self.lanes)):
                 self._start(shape, spec)
-
-    async def stats(self) -> dict[str, int]:
-        return {"lanes_started": self.started, "lanes_running": len(self.lanes), "trials_queued": len(self.queue)}
 
     # ---- bookkeeping (called with the condition held)
     def _restarted_trial(self, lane: _Lane) -> _Trial | None:
