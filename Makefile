@@ -96,7 +96,7 @@ bench: install ## all CPU benchmarks (make bench BENCH=overhead for one)
 	$(PY) -m raymlops.bench $(BENCH)
 
 mlflow-ui: install ## browse the embedded store at http://127.0.0.1:5001
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STATE)/mlflow.db --host 127.0.0.1 --port 5001
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STATE)/mlflow.db --host 127.0.0.1 --port 5001
 
 mlflow-server: install ## PostgreSQL + mlflow server on 127.0.0.1:$(MLFLOW_PORT), data under .raymlops/ (AUTH=1 TLS=1 DEFAULT_PERMISSION=NO_PERMISSIONS)
 	$(PY) -m raymlops.server start --state $(STATE) --port $(MLFLOW_PORT) --pg-port $(PG_PORT) $(SERVER_FLAGS)

@@ -18,6 +18,7 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.pop("RAY_ADDRESS", None)
+os.environ.pop("RAY_API_SERVER_ADDRESS", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
@@ -31,8 +32,32 @@ def pytest_configure(config: Any) -> None:
         config.addinivalue_line("markers", mark)
 
 
+# Test files by their share of a tier's time, longest first (`make test` prints --durations): pytest-xdist
+# hands whole files to its workers in this order, so no long file starts last and leaves one worker idle.
+HEAVY_FIRST = [
+    "test_faults",
+    "test_concurrency",
+    "test_search_e2e",
+    "test_server_team",
+    "test_browser",
+    "test_pipelines",
+    "test_tracking_server",
+    "test_lanes",
+    "test_autoscaling",
+    "test_multinode",
+    "test_serving",
+    "test_bad_inputs",
+    "test_search_beyond_asha",
+    "test_security",
+    "test_train_e2e",
+]
+
+
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     import torch
+
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).stem, len(rank)))  # stable: file order otherwise kept
 
     skip_gpu = pytest.mark.skip(reason="no CUDA device")
     for item in items:
@@ -42,25 +67,33 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
 
 @pytest.fixture(scope="module")
 def ray_session() -> Any:
-    """A 2-CPU local Ray cluster shared by one module's tests (~8 s to start). Module scope, so it
-    is gone while other modules start clusters of their own: with two Ray instances on a machine,
-    Ray Train's PlacementGroupCleaner cannot pick the state API to talk to."""
+    """A 2-CPU local Ray cluster shared by one module's tests (~3 s to start). Module scope: another
+    module's test may start clusters of its own (and, under pytest-xdist, another worker does); each
+    cluster's state API is pinned to its own dashboard (cluster.start_local_cluster)."""
     import ray
+
+    from raymlops.launch.cluster import start_local_cluster
 
     if not ray.is_initialized():
         # The dashboard hosts the state API that Ray Train's PlacementGroupCleaner needs to free the
         # worker-group placement group of a DDP trial stopped by ASHA; without it they leak.
-        ray.init(
-            address="local",  # a new cluster, never one a `ray start` left on this machine
+        start_local_cluster(
             num_cpus=2,
             include_dashboard=True,
-            dashboard_port=0,
             object_store_memory=400 * 1024**2,
             logging_level="WARNING",
             runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}},
         )
     yield ray
     ray.shutdown()
+    os.environ.pop("RAY_API_SERVER_ADDRESS", None)  # subprocesses of later tests start or join clusters of their own
+
+
+def port_block() -> int:
+    """This pytest-xdist worker's offset for the suites' fixed port ranges (0 without xdist): gw1 scans
+    1000 ports higher than gw0, so two workers never race for the same first free port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return 1000 * int(worker[2:]) if worker[2:].isdigit() else 0
 
 
 def free_local_port() -> int:

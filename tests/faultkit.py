@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from conftest import port_block
+
 REPO = Path(__file__).resolve().parent.parent
-PORTS = range(48000, 49000)  # this suite's port range (other suites run on the same machine)
+PORTS = range(48000, 49000)  # this suite's port range (other suites run on the same machine), per xdist worker
 
 
 # ------------------------------------------------------------------ processes
@@ -128,15 +130,16 @@ def finish(proc: subprocess.Popen[Any], log: Path, timeout_s: float) -> str:
 
 
 def free_port(start: int) -> int:
-    """The first port from start within this suite's range that nothing listens on."""
-    for port in range(start, PORTS.stop):
+    """The first port from start within this suite's range (this xdist worker's block of it) that nothing listens on."""
+    block = port_block()
+    for port in range(start + block, PORTS.stop + block):
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 48000-48999")
+    raise RuntimeError(f"no free port in {PORTS.start + block}-{PORTS.stop + block - 1}")
 
 
 class MlflowServer:

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from conftest import port_block
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 PORT_RANGE = (46000, 46999)
@@ -28,7 +30,8 @@ _handed_out: set[int] = set()
 def free_ports(n: int) -> list[int]:
     """n ports from PORT_RANGE that are free now and were not handed out earlier in this process."""
     ports: list[int] = []
-    for port in range(*PORT_RANGE):
+    block = port_block()  # this xdist worker's ports
+    for port in range(PORT_RANGE[0] + block, PORT_RANGE[1] + block):
         if port in _handed_out:
             continue
         with socket.socket() as s:
@@ -46,7 +49,7 @@ def free_ports(n: int) -> list[int]:
 def node_env(**extra: str) -> dict[str, str]:
     """The environment of our Ray processes: the venv first on PATH, because a job's `python`
     entrypoint is looked up on the PATH that `ray start` had."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "MLFLOW_TRACKING_URI")}
     return {
         **env,
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",

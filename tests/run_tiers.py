@@ -16,6 +16,10 @@ import sys
 import time
 
 TIERS = [("always-on", "not slow"), ("slow", "slow")]
+# Two pytest-xdist workers, a test file each at a time (a module's tests share its Ray cluster and fixtures),
+# the longest files first (conftest.HEAVY_FIRST): while one test waits on Ray, the other computes.
+# RAYMLOPS_TEST_WORKERS=0 runs a tier in one process.
+WORKERS = os.environ.get("RAYMLOPS_TEST_WORKERS", "2")
 
 
 def busy_cpu_seconds() -> float:
@@ -28,7 +32,8 @@ def busy_cpu_seconds() -> float:
 
 def run_tier(marker: str, extra: list[str]) -> tuple[int, float, float]:
     wall0, cpu0 = time.monotonic(), busy_cpu_seconds()
-    rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-m", marker, *extra])
+    parallel = ["-n", WORKERS, "--dist", "loadfile", "--no-loadscope-reorder"] if WORKERS not in ("", "0", "1") else []
+    rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-m", marker, *parallel, *extra])
     return rc, time.monotonic() - wall0, busy_cpu_seconds() - cpu0
 
 

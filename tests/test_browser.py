@@ -80,7 +80,7 @@ def _sign_in_to_dashboard(driver: Any, url: str, env: dict[str, str], shots: Pat
 def _mlflow_ui(uri: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     cmd = [str(BIN / "mlflow"), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     cmd += ["--uvicorn-opts", "--timeout-worker-healthcheck 120"]  # a loaded machine imports the app slowly
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

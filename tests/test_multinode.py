@@ -37,7 +37,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(300)]
 def two_nodes() -> Iterator[dict[str, Any]]:
     """A head and a worker node, 1 CPU each, on 127.0.0.1: their GCS address, dashboard URL, node ids."""
     gcs_port, dashboard_port, client_port, *ports = free_ports(3 + 2 * PORTS_PER_NODE)
-    gcs, tmp, env = f"127.0.0.1:{gcs_port}", short_temp_dir(), node_env()
+    gcs, tmp = f"127.0.0.1:{gcs_port}", short_temp_dir()
+    env = node_env(RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{dashboard_port}")  # this cluster's state API, not another's
     head = RayNode(
         [
             "--head",

@@ -111,7 +111,8 @@ def _start_ray_head(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     cmd += [f"--dashboard-agent-listen-port={agent}", f"--ray-client-server-port={client}"]
     cmd += ["--include-dashboard=true", f"--temp-dir={tmp}"]
     log = open(tmp / "ray-head.log", "wb")  # noqa: SIM115 (closed with the process)
-    head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {**os.environ, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash}"}  # this cluster's state API, not another's
+    head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     return head, f"http://127.0.0.1:{dash}"
 
 

@@ -213,7 +213,9 @@ def test_local_ray_dashboard_binds_localhost_by_default() -> None:
     config = config_mod.compose(["+experiment=quickstart"])
     assert config["ray"]["dashboard_host"] == "127.0.0.1"
     source = inspect.getsource(cluster.connect)
-    assert 'dashboard_host=rcfg.get("dashboard_host", "127.0.0.1")' in source
+    assert 'host = rcfg.get("dashboard_host", "127.0.0.1")' in source and "dashboard_host=host" in source
+    start = inspect.getsource(cluster.start_local_cluster)
+    assert 'dashboard_host: str = "127.0.0.1"' in start and "dashboard_host=dashboard_host" in start
 
 
 def test_mlflow_server_binds_localhost_by_default() -> None:

@@ -25,12 +25,12 @@ def store(tmp: str) -> list[str]:
 def local_ray(num_cpus: int = 2) -> None:
     import ray
 
+    from raymlops.launch.cluster import start_local_cluster
+
     if not ray.is_initialized():
-        ray.init(
-            address="local",  # a new cluster, never one a `ray start` left on this machine
+        start_local_cluster(
             num_cpus=num_cpus,
             include_dashboard=True,
-            dashboard_port=0,
             logging_level=logging.ERROR,
             runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}},
         )

@@ -61,17 +61,47 @@ def connect(config: dict[str, Any]) -> None:
         # uses to free the worker group of a trial stopped by ASHA; without it those CPUs leak.
         dashboard = bool(rcfg.get("include_dashboard", True)) or config["scaling"]["num_workers"] > 1
         ray_output.keep_token_auth()
-        info = ray.init(
-            address="local",  # a new cluster, never one a `ray start` left on this machine (ray.init's default)
-            num_cpus=rcfg.get("num_cpus"),
-            include_dashboard=dashboard,
-            dashboard_host=rcfg.get("dashboard_host", "127.0.0.1"),
-            **kwargs,
-        )
+        host = rcfg.get("dashboard_host", "127.0.0.1")
+        info = start_local_cluster(num_cpus=rcfg.get("num_cpus"), include_dashboard=dashboard, dashboard_host=host, **kwargs)
     if not verbose:
         ray_output.filter_worker_logs()
     where = f"joined {address}" if address else "started a local cluster"
     print(f"Ray {where}; {ray_output.dashboard_line(getattr(info, 'dashboard_url', None))}", flush=True)
+
+
+def start_local_cluster(*, include_dashboard: bool, dashboard_host: str = "127.0.0.1", **kwargs: Any) -> Any:
+    """ray.init of a new local cluster (never one a `ray start` left on this machine).
+
+    With a dashboard, its port is picked here and RAY_API_SERVER_ADDRESS names it before Ray starts, so every
+    state API caller of this cluster asks this cluster: the driver, and (the raylet hands its environment on)
+    Ray Train's PlacementGroupCleaner. Left to find a cluster itself, the cleaner fails with "Found multiple
+    active Ray instances" when another Ray runs on the machine, or asks the other one, finds no controller
+    there, and removes the placement group of a run that is still going.
+    """
+    if include_dashboard:
+        port = _free_port(dashboard_host)
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://{_reachable(dashboard_host)}:{port}"
+        kwargs["dashboard_port"] = port
+    else:
+        os.environ.pop("RAY_API_SERVER_ADDRESS", None)  # names no dashboard of this cluster
+    info = ray.init(address="local", include_dashboard=include_dashboard, dashboard_host=dashboard_host, **kwargs)
+    url = getattr(info, "dashboard_url", None) or ""
+    if include_dashboard and url and not url.endswith(f":{kwargs['dashboard_port']}"):
+        log.warning("the dashboard took %s, not port %s: state API calls may reach another Ray", url, kwargs["dashboard_port"])
+    return info
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((_reachable(host), 0))
+        return int(s.getsockname()[1])
+
+
+def _reachable(host: str) -> str:
+    """The address a process on this machine reaches a server bound to host at."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
 def use_gpu(config: dict[str, Any]) -> bool:

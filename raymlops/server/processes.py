@@ -59,7 +59,9 @@ def start_mlflow(state: Path, settings: Settings, backend: str) -> None:
     tls_files = (settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
     args = server_args(backend, artifact_destination(state, settings), settings.auth, tls_files)
     cmd = [str(Path(sys.executable).parent / "mlflow"), "server", *args, "--host", HOST, "--port", str(settings.port)]
-    env = dict(os.environ)
+    # MLflow 3's job execution (GenAI scorer and prompt-optimization jobs, which raymlops does not use) starts
+    # eight huey consumer processes per server by default: ~1.6 GB and seconds of CPU on a 2-core machine.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     if settings.auth:
         env.update(auth_env(state, settings))
     log = open(state / "mlflow.log", "ab")  # noqa: SIM115 - handed to the detached server
