@@ -54,3 +54,30 @@ def test_infeasible_workers_fail_fast(ray_session: Any, store: dict[str, str], c
     err = capsys.readouterr().err
     assert "can never be scheduled" in err and "scaling.num_workers" in err
     assert time.monotonic() - start < 60
+
+
+def test_workers_state_api_reaches_their_own_cluster(ray_session: Any) -> None:
+    """What Ray Train's PlacementGroupCleaner does from inside the cluster (ray.util.state.get_actor on the
+    controller) finds this cluster's live actor, also while other Ray instances run on the machine (the suite's
+    other xdist worker): start_local_cluster pinned RAY_API_SERVER_ADDRESS to this cluster's dashboard."""
+    import os
+
+    ray = ray_session
+    dashboard = ray._private.worker.get_dashboard_url()
+
+    @ray.remote(num_cpus=0)
+    class Alive:
+        def ping(self) -> bool:
+            return True
+
+    @ray.remote(num_cpus=0)
+    def ask(actor_id: str) -> tuple[str, str]:
+        from ray.util.state import get_actor
+
+        state = get_actor(actor_id, timeout=30)
+        return os.environ.get("RAY_API_SERVER_ADDRESS", ""), state.state if state else "NOT FOUND"
+
+    actor = Alive.remote()  # type: ignore[attr-defined]
+    assert ray.get(actor.ping.remote())
+    address, state = ray.get(ask.remote(actor._actor_id.hex()))  # type: ignore[attr-defined]
+    assert address == f"http://{dashboard}" and state == "ALIVE", (address, dashboard, state)
