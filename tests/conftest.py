@@ -28,6 +28,7 @@ def pytest_configure(config: Any) -> None:
         "slow: long-running",
         "cluster: starts extra servers or Ray nodes",
         "gpu: needs CUDA",
+        "serial: runs after its tier's parallel part, with the machine to itself (tests/run_tiers.py)",
     ):
         config.addinivalue_line("markers", mark)
 

@@ -18,7 +18,7 @@ import time
 TIERS = [("always-on", "not slow"), ("slow", "slow")]
 # Two pytest-xdist workers, a test file each at a time (a module's tests share its Ray cluster and fixtures),
 # the longest files first (conftest.HEAVY_FIRST): while one test waits on Ray, the other computes.
-# RAYMLOPS_TEST_WORKERS=0 runs a tier in one process.
+# Tests marked `serial` run after the rest of their tier, alone. RAYMLOPS_TEST_WORKERS=0 runs a tier in one process.
 WORKERS = os.environ.get("RAYMLOPS_TEST_WORKERS", "2")
 
 
@@ -31,9 +31,17 @@ def busy_cpu_seconds() -> float:
 
 
 def run_tier(marker: str, extra: list[str]) -> tuple[int, float, float]:
+    """The tier's tests on the xdist workers, then its `serial` ones in one process with the machine to
+    themselves (their assertions measure concurrency: trials logging at once); exit 5 only if both are empty."""
     wall0, cpu0 = time.monotonic(), busy_cpu_seconds()
     parallel = ["-n", WORKERS, "--dist", "loadfile", "--no-loadscope-reorder"] if WORKERS not in ("", "0", "1") else []
-    rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-m", marker, *parallel, *extra])
+    pytest = [sys.executable, "-m", "pytest", "-q"]
+    codes = [
+        subprocess.call([*pytest, "-m", f"({marker}) and not serial", *parallel, *extra]),
+        subprocess.call([*pytest, "-m", f"({marker}) and serial", *extra]),
+    ]
+    ran = [rc for rc in codes if rc != 5]  # 5: pytest collected nothing
+    rc = next((rc for rc in ran if rc != 0), 0) if ran else 5
     return rc, time.monotonic() - wall0, busy_cpu_seconds() - cpu0
 
 
