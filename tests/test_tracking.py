@@ -95,6 +95,43 @@ def test_outage_spools_then_replays(sqlite_uri: str, tmp_path: Path, caplog: pyt
     assert not files[0].exists()
 
 
+def test_a_trial_killed_before_its_first_checkpoint_counts_its_restart(sqlite_uri: str, tmp_path: Path) -> None:
+    """Epoch 1 reached MLflow, its checkpoint never reached the disk (killed in between): the trial starts
+    again from scratch in the same run, and the run says so each time: the restarts tag and a point per start."""
+    import torch
+
+    from raymlops.config import compose
+    from raymlops.core.names import TAG_RESTARTS
+    from raymlops.training.progress import Progress
+    from raymlops.training.session import Session
+    from raymlops.training.tracked_run import start_tracking
+
+    config = compose(["+experiment=smoke", f"mlflow.spool_dir={tmp_path / 'spool'}"])
+    exp = tracking.ensure_experiment(sqlite_uri, "t", str(tmp_path / "art"))
+    create = {"experiment_id": exp, "run_key": "search/t1", "run_name": "t1", "tags": {"raymlops.role": "trial"}}
+    session = Session(rank=0, world_size=1, device=torch.device("cpu"), report=lambda m, d: None)
+
+    def start(progress: Progress, key: str = "search/t1") -> tracking.NullLogger:
+        spec = {**create, "run_key": key}
+        logger = tracking.logger_for(True, sqlite_uri, None, create=spec, spool_dir=str(tmp_path / "spool"))
+        start_tracking(logger, config, session, progress)
+        return logger
+
+    first = start(Progress())
+    first.log_metrics({"val_acc": 0.3}, step=1)
+    assert first.flush(timeout_s=30)  # then killed: never closed, no checkpoint
+    for resume in (1, 2):
+        progress = Progress()
+        assert start(progress).flush(timeout_s=30) and progress.restarts == resume
+    c = tracking.client(sqlite_uri)
+    run = c.get_run(first.run_id)
+    assert run.data.tags[TAG_RESTARTS] == "2" and run.data.params["world_size"] == "1"
+    assert [(m.step, m.value) for m in c.get_metric_history(first.run_id, "restarts")] == [(0, 1.0), (0, 2.0)]
+    fresh = Progress()
+    other = start(fresh, "search/t2")  # a new trial's run: no points yet, not a restart
+    assert other.flush(timeout_s=30) and fresh.restarts == 0 and TAG_RESTARTS not in c.get_run(other.run_id).data.tags
+
+
 def test_unreachable_server_is_a_user_error() -> None:
     from raymlops.core.errors import UserError
 

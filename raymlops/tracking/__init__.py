@@ -13,6 +13,7 @@ from raymlops.tracking.client import (
     find_or_create_run,
     find_run,
     logged_steps,
+    logged_values,
     open_run,
 )
 from raymlops.tracking.lineage import config_params, lineage
@@ -36,6 +37,7 @@ __all__ = [
     "lineage",
     "log_dataset",
     "logged_steps",
+    "logged_values",
     "logger_for",
     "now_ms",
     "open_run",

@@ -199,6 +199,10 @@ def logged_steps(tracking_uri: str, run_id: str, key: str) -> set[int]:
     return {m.step for m in client(tracking_uri).get_metric_history(run_id, key)}
 
 
+def logged_values(tracking_uri: str, run_id: str, key: str) -> list[float]:
+    return [m.value for m in client(tracking_uri).get_metric_history(run_id, key)]
+
+
 def fail_pipeline_runs(tracking_uri: str, pipeline_run: str, reason: str) -> list[str]:
     """Close as FAILED, with `raymlops.failure_reason`, the runs a failed pipeline task started (tag
     `raymlops.pipeline_run`): its top-level run whatever its state, and any child still open (a search's

@@ -10,12 +10,22 @@ from typing import Any
 from raymlops.config.contract import RunContract
 from raymlops.core import names
 from raymlops.data import Splits
-from raymlops.tracking import NullLogger, config_params, log_dataset, logged_steps, logger_for, retry_or_none, tensor_digest
+from raymlops.tracking import (
+    NullLogger,
+    config_params,
+    log_dataset,
+    logged_steps,
+    logged_values,
+    logger_for,
+    retry_or_none,
+    tensor_digest,
+)
 from raymlops.training.exploits import is_other_trials_run, record_exploit, schedule_values
 from raymlops.training.progress import Progress
 from raymlops.training.session import Session
 
 log = logging.getLogger(__name__)
+RESUMES = "restarts"  # the metric a restart logs: its number, at the epoch it resumed from
 
 
 def open_tracker(config: dict[str, Any], run: RunContract | None, session: Session, run_id: str | None) -> NullLogger:
@@ -65,7 +75,10 @@ def start_tracking(
     if progress.run_id and tracker.run_id != progress.run_id:  # PBT exploit: the donor's points are not this run's
         record_exploit(tracker, config, progress.epoch, progress.run_id)
         return already
-    if progress.restarts == 0 and not already["val_acc"]:
+    if progress.restarts == 0 and already["val_acc"]:  # epochs in MLflow, yet no checkpoint came back (killed
+        # before its first checkpoint reached the disk): it starts again from scratch, and that is a restart too
+        progress.restarts = max(already.get(RESUMES, set()), default=0) + 1
+    if progress.restarts == 0:
         tracker.log_params({**config_params(config), "world_size": session.world_size})
         tracker.set_tags({"world_size": session.world_size})
         if schedule := schedule_values(config):  # PBT: the values this trial starts with, step 0
@@ -77,7 +90,7 @@ def start_tracking(
         _backfill(tracker, progress, already)
     if progress.restarts:
         tracker.set_tags({names.TAG_RESTARTS: progress.restarts})
-        tracker.log_metrics({"restarts": progress.restarts}, step=len(progress.history))
+        tracker.log_metrics({RESUMES: progress.restarts}, step=len(progress.history))
         log.warning(  # a restart after a failure, or a trial the scheduler paused and now resumes
             "resumed from epoch %d (resume %d); MLflow run %s continues", len(progress.history), progress.restarts, tracker.run_id
         )
@@ -125,8 +138,13 @@ def _logged_steps(tracker: NullLogger, config: dict[str, Any]) -> dict[str, set[
     if not run_id:
         return None
     uri = tracker.tracking_uri
+
+    def fetch() -> dict[str, set[int]]:
+        found = {key: logged_steps(uri, run_id, key) for key in ("val_acc", names.STEP_METRIC)}
+        return {**found, RESUMES: {int(v) for v in logged_values(uri, run_id, RESUMES)}}  # the resume numbers so far
+
     return retry_or_none(
-        lambda: {key: logged_steps(uri, run_id, key) for key in ("val_acc", names.STEP_METRIC)},
+        fetch,
         config["mlflow"]["retry_seconds"],
         f"epochs the checkpoint holds are not compared with run {run_id}",
     )
