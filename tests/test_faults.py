@@ -192,6 +192,7 @@ def test_search_driver_killed_then_resumed(tmp_path: Path, store: dict[str, str]
         f"tune.num_samples={samples}",
         f"train.epochs={epochs}",
         "data.num_train=3000",
+        "data.image_size=16",  # epochs of a few seconds each: long enough to be caught mid-way, a quarter of the compute
         "ray.num_cpus=2",
         "evaluate.enabled=false",
         "scaling.num_workers=2",  # DDP trials on warm lanes: the flagship path, killed and resumed
