@@ -193,10 +193,9 @@ def concurrent_search(tmp_path: Path, uri: str, trials: int, extra: list[str] | 
         "scheduler=fifo",
         f"tune.num_samples={trials}",
         "tune.max_concurrent_trials=4",
-        "train.epochs=2",
-        "data.num_train=400",
+        "train.epochs=3",
+        "data.num_train=600",
         "data.num_test=100",
-        "data.image_size=16",  # the logging is under test, not the model: a quarter of the compute per step
         "model.width=8",
         "train.batch_size=50",
         "train.log_every_n_steps=2",
