@@ -354,6 +354,29 @@ def test_newer_checkpoint_than_the_launcher_knows_is_found(tmp_path: Path) -> No
     assert checkpoints.checkpoint_candidates(None, str(tmp_path / "missing")) == []
 
 
+def test_a_trial_created_again_on_resume_finds_its_earlier_folder(tmp_path: Path) -> None:
+    """A trial Tune's experiment state never recorded (created after its last snapshot, the driver then killed)
+    is created again on resume, in a new folder; its checkpoints are found in the earlier folder of the same
+    trial id, not in another trial's."""
+    config, folder, weights = _checkpoints(tmp_path, epochs=2)  # the earlier run wrote epochs 1 and 2
+    search = tmp_path / "smoke-1"
+    earlier = search / "run_trial_f1d3e_00002_2_optim_lr=0.0330_2026-12-02_15-07-41"
+    search.mkdir()
+    shutil.move(folder, earlier)
+    again = search / "run_trial_f1d3e_00002_2_optim_lr=0.0330_2026-12-02_15-09-11"
+    other = search / "run_trial_f1d3e_00012_12_optim_lr=0.1000_2026-12-02_15-07-41"
+    other.mkdir()  # `again` does not exist yet: Tune creates a trial's folder at its first report
+    shutil.copytree(earlier / "checkpoint_000001", other / "checkpoint_000005")
+    (other / "checkpoint_000005" / "manifest.json").write_text(json.dumps({"epoch": 6}))
+    found = checkpoints.earlier_trial_folders(str(again), "f1d3e_00002")
+    assert found == [str(earlier)], found
+    candidates = checkpoints.checkpoint_candidates(None, str(again), found)
+    assert candidates == [str(earlier / "checkpoint_000001"), str(earlier / "checkpoint_000000")]
+    state, model = _restore(config, candidates)
+    assert state["epoch"] == 2 and _same(model, weights[1])
+    assert checkpoints.earlier_trial_folders(str(other), "f1d3e_00012") == []
+
+
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_ddp_trials_keep_num_to_keep_checkpoints(tmp_path: Path, store: dict[str, str]) -> None:

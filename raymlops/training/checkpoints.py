@@ -124,21 +124,35 @@ def load_any(path: str) -> dict[str, Any]:
         return load_state(local)
 
 
-def checkpoint_candidates(latest: str | None, folder: str | None = None) -> list[str]:
+def checkpoint_candidates(latest: str | None, folder: str | None = None, earlier: list[str] | None = None) -> list[str]:
     """Checkpoint dirs to try, newest epoch first: the launcher's latest and every checkpoint_* dir beside
-    it (or in folder) on local disk, ordered by the epoch in their manifests.
+    it (or in folder, or in the earlier folders of the same trial) on local disk, ordered by the epoch in
+    their manifests.
 
     A sibling newer than the launcher's latest exists when the launcher's record lags the disk: Tune
     snapshots its experiment state every ~10 s, so a search driver killed in between resumes a trial
-    from an older checkpoint than the trial last wrote; this finds the newer one.
+    from an older checkpoint than the trial last wrote; this finds the newer one. A trial created after
+    the last snapshot is created again on resume, in a new folder: its checkpoints are in the earlier one.
     """
     parent = Path(folder) if folder else Path(latest).parent if latest and "://" not in latest else None
-    if parent is None or not parent.is_dir():
+    folders = [d for d in [parent, *map(Path, earlier or [])] if d is not None and d.is_dir()]
+    if not folders:
         return [latest] if latest else []
-    found = [p for p in parent.glob("checkpoint_*") if p.is_dir()]
+    found = [p for d in folders for p in d.glob("checkpoint_*") if p.is_dir()]
     if latest and Path(latest) not in found:
         found.append(Path(latest))
     return [str(p) for p in sorted(found, key=lambda p: (epoch_of(str(p)), p == Path(latest or ""), p.name), reverse=True)]
+
+
+def earlier_trial_folders(trial_dir: str, trial_id: str) -> list[str]:
+    """Other folders of this trial beside trial_dir (Tune names them <trainable>_<trial_id>_<index>_..._<time>):
+    left by a run of the trial that Tune's experiment state never recorded before its driver died."""
+    folder = Path(trial_dir)
+    head = folder.name.split(f"_{trial_id}_")[0] if trial_id and f"_{trial_id}_" in folder.name else None
+    if head is None:
+        return []
+    prefix = f"{head}_{trial_id}_"
+    return sorted(str(p) for p in folder.parent.glob(f"{prefix}*") if p.is_dir() and p != folder)
 
 
 def epoch_of(folder: str, name: str = MANIFEST_FILE) -> int:

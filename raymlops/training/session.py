@@ -22,6 +22,7 @@ from raymlops.training.checkpoints import (
     checkpoint_candidates,
     drop_unregistered,
     drop_unregistered_trial,
+    earlier_trial_folders,
     epoch_of,
 )
 
@@ -118,23 +119,26 @@ def tune_session(use_gpu: bool) -> Session:
                 drop_unregistered_trial(trial_dir, known, started)
 
     done = epoch_of(trial_dir, DONE_MARKER) if trial_dir else None
+    # created again on resume (Tune's state never recorded it): its checkpoints are in its earlier folder
+    earlier = earlier_trial_folders(trial_dir, tune.get_context().get_trial_id()) if trial_dir and not ckpt else []
     return Session(
         rank=0,
         world_size=1,
         device=torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu"),
         report=report,
-        restore_dirs=[ckpt.path] if donated and ckpt else checkpoint_candidates(ckpt.path if ckpt else None, trial_dir),
+        restore_dirs=[ckpt.path] if donated and ckpt else checkpoint_candidates(ckpt.path if ckpt else None, trial_dir, earlier),
         known_epoch=known,
         stop_epoch=done if done and done > 0 else None,
     )
 
 
 def _trial_folder() -> str | None:
-    """This trial's folder under storage_path when it is on local disk (None for s3:// and the like)."""
+    """This trial's folder under storage_path when it is on local disk (None for s3:// and the like). Tune
+    creates it at the trial's first report: a trial created again on resume has only its search's folder yet."""
     try:
         from ray.train._internal.session import get_storage  # DeveloperAPI: Tune's storage context for the trial
 
         path = str(get_storage().trial_fs_path)
     except Exception:
         return None
-    return path if os.path.isdir(path) else None
+    return path if os.path.isabs(path) and os.path.isdir(os.path.dirname(path)) else None
