@@ -147,11 +147,10 @@ def checkpoint_candidates(latest: str | None, folder: str | None = None, earlier
 def earlier_trial_folders(trial_dir: str, trial_id: str) -> list[str]:
     """Other folders of this trial beside trial_dir (Tune names them <trainable>_<trial_id>_<index>_..._<time>):
     left by a run of the trial that Tune's experiment state never recorded before its driver died."""
-    folder = Path(trial_dir)
-    head = folder.name.split(f"_{trial_id}_")[0] if trial_id and f"_{trial_id}_" in folder.name else None
-    if head is None:
+    folder, marker = Path(trial_dir), f"_{trial_id}_"
+    if not trial_id or marker not in folder.name:
         return []
-    prefix = f"{head}_{trial_id}_"
+    prefix = folder.name[: folder.name.index(marker) + len(marker)]
     return sorted(str(p) for p in folder.parent.glob(f"{prefix}*") if p.is_dir() and p != folder)
 
 
