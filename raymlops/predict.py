@@ -22,17 +22,17 @@ def main(argv: list[str]) -> dict[str, Any]:
     if not config["predict"]["model_uri"]:
         raise UserError("No model to predict with: pass model_uri=models:/NAME@champion (or runs:/RUN_ID/model).")
     from raymlops import tracking  # only now: a config error costs ~1 s, not the seconds Ray and torch take
-    from raymlops.serving import batch, report
+    from raymlops.serving import batch_inference, report
 
     tracking.check_reachable(config["mlflow"]["tracking_uri"])
     import mlflow
 
     mlflow.set_tracking_uri(config["mlflow"]["tracking_uri"])
-    classes = batch.model_classes(config["predict"]["model_uri"])
-    rows, labelled, source = batch.items(config)
-    frame, wall_s = batch.run_batch(config, rows)
-    batch.write_output(frame, config["predict"]["output"], labelled)
-    result = batch.confusion(frame, classes) if labelled else None
+    classes = batch_inference.model_classes(config["predict"]["model_uri"])
+    rows, labelled, source = batch_inference.items(config)
+    frame, wall_s = batch_inference.run_batch(config, rows)
+    batch_inference.write_output(frame, config["predict"]["output"], labelled)
+    result = batch_inference.confusion(frame, classes) if labelled else None
     run_id, metrics = report.log_predict_run(config, source, frame, wall_s, result)
     acc = f", accuracy={result['test_acc']:.4f}" if result else ""
     print(

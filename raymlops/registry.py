@@ -12,7 +12,7 @@ from typing import Any
 
 from raymlops.core.console import print_result, table
 from raymlops.core.errors import UserError, cli
-from raymlops.post.registry import alias_version, check_regression, decide_champion, register, rollback, set_alias, versions
+from raymlops.post.model_registry import alias_version, check_regression, decide_champion, register, rollback, set_alias, versions
 from raymlops.tracking import check_reachable
 
 EXIT_REGRESSION = 3  # `check`: the model regressed (2 stays a usage error)

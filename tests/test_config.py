@@ -8,9 +8,9 @@ import pytest
 
 from raymlops import config as C
 from raymlops.core.errors import UserError
+from raymlops.search.param_space import param_space
 from raymlops.search.schedulers import build_scheduler
 from raymlops.search.searchers import build_search_alg
-from raymlops.search.space import param_space
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

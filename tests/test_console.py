@@ -9,7 +9,7 @@ import pytest
 
 from raymlops.config import compose
 from raymlops.launch.ray_output import dashboard_line, is_benign
-from raymlops.search.progress import SearchProgress, left_estimate
+from raymlops.search.live_progress import SearchProgress, left_estimate
 
 NOISE = [  # copied from a quickstart run on Ray 2.60
     "[2026-12-02 00:53:03,379 E 15199 15398] core_worker.cc:2465: Actor with class name: 'PreemptionWatcher' and ID: "

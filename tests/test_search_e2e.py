@@ -10,7 +10,7 @@ from conftest import overrides
 from raymlops import tracking
 from raymlops.core.names import ALIAS_CANDIDATE, ALIAS_CHAMPION, TAG_PARENT, TAG_ROLE, TAG_STOPPED_EARLY
 from raymlops.evaluate import main as evaluate_main
-from raymlops.post import registry
+from raymlops.post import model_registry
 from raymlops.registry import main as registry_main
 from raymlops.tune import main as tune_main
 
@@ -108,9 +108,9 @@ def test_ddp_trials_and_champion_policy(ray_session: Any, store: dict[str, str],
     assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CANDIDATE).version) == "2"
     assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version) == "1"
     assert second["champion_decision"].startswith("kept champion v1")
-    registry.promote(uri, "raymlops-smoke", "2")
+    model_registry.promote(uri, "raymlops-smoke", "2")
     assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version) == "2"
-    assert registry.rollback(uri, "raymlops-smoke") == "1"
+    assert model_registry.rollback(uri, "raymlops-smoke") == "1"
     assert str(c.get_model_version_by_alias("raymlops-smoke", ALIAS_CHAMPION).version) == "1"
     # the CLIs: evaluate the champion on the test split, list the registry
     result = evaluate_main(overrides(store, "+experiment=smoke", "model_uri=models:/raymlops-smoke@champion"))

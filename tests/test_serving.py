@@ -23,7 +23,7 @@ from conftest import REPO, overrides
 from raymlops import tracking
 from raymlops.core.names import TAG_ROLE
 from raymlops.models.image_codec import encode_image
-from raymlops.post import registry
+from raymlops.post import model_registry
 
 pytestmark = pytest.mark.ray
 NAME = "raymlops-smoke"
@@ -71,10 +71,10 @@ def champion(ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> dict
     exp_id = tracking.ensure_experiment(uri, "raymlops-smoke", store["mlflow.artifact_location"])
     run_id = tracking.client(uri).create_run(exp_id, run_name="serving fixture").info.run_id
     model_uri = log_model(uri, run_id, model, splits)
-    v1 = registry.register(uri, model_uri, NAME, run_id, {"test_acc": test_acc})
-    registry.decide_champion(uri, NAME, v1, "if_better")
-    v2 = registry.register(uri, model_uri, NAME, run_id, {"test_acc": test_acc})
-    registry.set_alias(uri, NAME, "challenger", v2)
+    v1 = model_registry.register(uri, model_uri, NAME, run_id, {"test_acc": test_acc})
+    model_registry.decide_champion(uri, NAME, v1, "if_better")
+    v2 = model_registry.register(uri, model_uri, NAME, run_id, {"test_acc": test_acc})
+    model_registry.set_alias(uri, NAME, "challenger", v2)
     yield {"store": store, "uri": uri, "tmp": tmp, "test_acc": test_acc}
     from ray import serve
 
@@ -195,7 +195,7 @@ def test_ray_serve_split_and_hot_swap(champion: dict[str, Any]) -> None:
         assert bad.status_code == 400 and "not a decodable image" in bad.json()["error"] and "\n" not in bad.json()["error"]
         assert requests.post(predict, json={"dataframe_split": {"columns": ["image"], "data": []}}, timeout=30).status_code == 400
         assert requests.get(f"{session.url}/versions", timeout=30).json()["champion"] == "1"
-        swap = _hammer_during(predict, pngs[0], lambda: registry.promote(session.tracking_uri, NAME, "2"))
+        swap = _hammer_during(predict, pngs[0], lambda: model_registry.promote(session.tracking_uri, NAME, "2"))
         assert swap["failures"] == [] and swap["champion_after"] == {"2"}
         assert requests.get(f"{session.url}/versions", timeout=30).json()["champion"] == "2"
     finally:

@@ -102,9 +102,9 @@ def test_a_trial_killed_before_its_first_checkpoint_counts_its_restart(sqlite_ur
 
     from raymlops.config import compose
     from raymlops.core.names import TAG_RESTARTS
-    from raymlops.training.progress import Progress
     from raymlops.training.session import Session
     from raymlops.training.tracked_run import start_tracking
+    from raymlops.training.training_state import Progress
 
     config = compose(["+experiment=smoke", f"mlflow.spool_dir={tmp_path / 'spool'}"])
     exp = tracking.ensure_experiment(sqlite_uri, "t", str(tmp_path / "art"))

@@ -7,7 +7,7 @@ from raymlops.config.compose import compose, resolve_paths
 from raymlops.config.contract import RunContract
 from raymlops.config.dotted import apply_overrides, flatten, get_dotted, set_dotted
 from raymlops.config.keys import conf_dir, experiments, unknown_key_message
-from raymlops.config.space import normalise_space, validate_space
+from raymlops.config.search_space import normalise_space, validate_space
 from raymlops.config.validate import validate
 
 __all__ = [

@@ -10,7 +10,7 @@ from typing import Any
 
 from raymlops.config.dotted import get_dotted, set_dotted
 from raymlops.config.keys import close_key, conf_dir, experiments, unknown_key_message
-from raymlops.config.space import normalise_space
+from raymlops.config.search_space import normalise_space
 from raymlops.config.validate import validate
 from raymlops.core.errors import UserError
 

@@ -10,7 +10,7 @@ from raymlops.config import choices
 from raymlops.config.dotted import flatten
 from raymlops.config.keys import known_keys, unknown_key_message
 from raymlops.config.objectives import validate_objectives
-from raymlops.config.space import validate_space
+from raymlops.config.search_space import validate_space
 from raymlops.core import names
 from raymlops.core.errors import UserError
 

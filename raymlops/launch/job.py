@@ -10,7 +10,7 @@ from ray.train.torch import TorchTrainer
 
 from raymlops.config.contract import Launch, RunContract
 from raymlops.launch import cluster
-from raymlops.launch.progress import EpochProgress
+from raymlops.launch.job_progress import EpochProgress
 from raymlops.tracking import ensure_experiment, lineage, retrying
 from raymlops.training.loop import train_loop_per_worker
 

@@ -13,7 +13,7 @@ from raymlops.config.contract import RunContract
 from raymlops.core import names
 from raymlops.data import Splits, load_splits
 from raymlops.models import build_model
-from raymlops.post import registry
+from raymlops.post import model_registry
 from raymlops.post.evaluation import evaluate_model, log_evaluation
 from raymlops.post.steps import TrackerSteps
 from raymlops.tracking import RunLogger, find_run
@@ -107,10 +107,12 @@ def _register(
         **version_tags,
     }
     model_uri = steps("logging the best model", lambda: log_model(uri, child, model, splits))
-    version = model_uri and steps("registering the best model", lambda: registry.register(uri, model_uri, name, child, metrics))
+    version = model_uri and steps(
+        "registering the best model", lambda: model_registry.register(uri, model_uri, name, child, metrics)
+    )
     decision = version and steps(
         "the champion decision",
-        lambda: registry.decide_champion(uri, name, version, rcfg["promote"], min_improvement=rcfg["min_improvement"]),
+        lambda: model_registry.decide_champion(uri, name, version, rcfg["promote"], min_improvement=rcfg["min_improvement"]),
     )
     if not decision:
         print(f"Best trial's model not registered (MLflow unreachable); its checkpoint is {ckpt_path}", flush=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from ray.tune.schedulers import PopulationBasedTraining
 
-from raymlops.search.space import param_space
+from raymlops.search.param_space import param_space
 
 
 def build_population(config: dict[str, Any]) -> Any:

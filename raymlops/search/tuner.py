@@ -20,11 +20,11 @@ from raymlops.launch.lanes import LaneRelease, start_broker, stop_lanes
 from raymlops.launch.trial import in_process, run_trial, search_storage, trial_resources, warm_lanes
 from raymlops.post.finish import finish_search
 from raymlops.search.callbacks import TrialRuns
-from raymlops.search.progress import SearchProgress
+from raymlops.search.live_progress import SearchProgress
+from raymlops.search.param_space import param_space
 from raymlops.search.resume import check_resumable, search_name
 from raymlops.search.schedulers import build_scheduler
 from raymlops.search.searchers import build_search_alg
-from raymlops.search.space import param_space
 from raymlops.search.warm_start import WarmStart, load_warm_start
 from raymlops.tracking import RunLogger, client, config_params, find_or_create_run, retrying, run_link
 

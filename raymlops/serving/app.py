@@ -9,7 +9,7 @@ from typing import Any
 
 from raymlops.core import names
 from raymlops.core.errors import UserError
-from raymlops.post.registry import alias_version
+from raymlops.post.model_registry import alias_version
 
 APP_NAME = "raymlops"
 

@@ -37,7 +37,7 @@ class ModelServer:
         threading.Thread(target=self._poll, name=f"poll-{alias}", daemon=True).start()
 
     def _alias_version(self) -> str | None:
-        from raymlops.post.registry import alias_version
+        from raymlops.post.model_registry import alias_version
 
         return alias_version(self.uri, self.name, self.alias)
 

@@ -14,7 +14,7 @@ from raymlops import __version__
 from raymlops.config.dotted import flatten
 from raymlops.core import names
 from raymlops.core.redact import redact, redact_text
-from raymlops.tracking.batch import MAX_PARAM_LEN
+from raymlops.tracking.log_batch import MAX_PARAM_LEN
 
 
 def lineage(config: dict[str, Any], argv: list[str]) -> dict[str, str]:

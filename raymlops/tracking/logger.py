@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from raymlops.core.redact import redact, redact_text
-from raymlops.tracking.batch import MAX_PARAM_LEN, coalesce, send_lenient
 from raymlops.tracking.client import client, find_or_create, open_run
+from raymlops.tracking.log_batch import MAX_PARAM_LEN, coalesce, send_lenient
 from raymlops.tracking.retry import retry_or_none, retrying
 from raymlops.tracking.spool import replay_file, spool_lock, spool_name
 from raymlops.tracking.workspace import start_system_metrics

@@ -9,8 +9,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from raymlops.tracking.batch import send_lenient
 from raymlops.tracking.client import client, find_or_create
+from raymlops.tracking.log_batch import send_lenient
 
 
 def spool_name(run_id: str | None, run_key: str = "") -> str:

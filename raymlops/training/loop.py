@@ -26,9 +26,9 @@ from raymlops.training.costs import model_costs
 from raymlops.training.model_io import log_model
 from raymlops.training.ops import all_reduce, autocast, batches, evaluate_shard, unwrap
 from raymlops.training.optim import build_optimizer, steps_per_epoch
-from raymlops.training.progress import Progress
 from raymlops.training.session import Session, ray_train_session
 from raymlops.training.tracked_run import open_tracker, start_tracking
+from raymlops.training.training_state import Progress
 
 log = logging.getLogger(__name__)
 

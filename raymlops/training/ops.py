@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -12,11 +12,19 @@ from torch.utils.data import DistributedSampler
 
 from raymlops.data import normalise
 
-if TYPE_CHECKING:  # the Session type only: session.py builds on this module
-    from raymlops.training.session import Session
+
+class Shard(Protocol):
+    """What a tensor op needs of the worker it runs on (training.session.Session is one; this module imports none)."""
+
+    @property
+    def rank(self) -> int: ...
+    @property
+    def world_size(self) -> int: ...
+    @property
+    def device(self) -> torch.device: ...
 
 
-def batches(x: torch.Tensor, y: torch.Tensor, train_cfg: dict[str, Any], session: Session, epoch: int) -> Any:
+def batches(x: torch.Tensor, y: torch.Tensor, train_cfg: dict[str, Any], session: Shard, epoch: int) -> Any:
     """This rank's shard of a seeded epoch permutation (DistributedSampler semantics), in batches."""
 
     indices: Any = range(len(y))  # a range is a valid map-style dataset of indices
@@ -74,7 +82,7 @@ def evaluate_shard(
     mean: torch.Tensor,
     std: torch.Tensor,
     train_cfg: dict[str, Any],
-    session: Session,
+    session: Shard,
     loss_fn: nn.Module,
 ) -> tuple[float, float]:
     """Validation loss and accuracy over all ranks (each rank scores a strided shard)."""

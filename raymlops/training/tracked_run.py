@@ -21,8 +21,8 @@ from raymlops.tracking import (
     tensor_digest,
 )
 from raymlops.training.exploits import is_other_trials_run, record_exploit, schedule_values
-from raymlops.training.progress import Progress
 from raymlops.training.session import Session
+from raymlops.training.training_state import Progress
 
 log = logging.getLogger(__name__)
 RESUMES = "restarts"  # the metric a restart logs: its number, at the epoch it resumed from
