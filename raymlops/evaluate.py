@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raymlops.config import compose
+from raymlops.config import compose_dict
 from raymlops.core import names
 from raymlops.core.console import print_result, setup_logging
 from raymlops.core.errors import UserError, cli
@@ -16,7 +16,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     """Evaluate model_uri on the configured dataset's test split and log a role=evaluate run."""
     setup_logging()
     argv = [f"evaluate.{a}" if a.startswith("model_uri=") else a for a in argv]
-    config = compose(argv)
+    config = compose_dict(argv)
     uri = config["evaluate"]["model_uri"]
     if not uri:
         raise UserError("No model to evaluate: pass model_uri=models:/NAME@champion (or runs:/RUN_ID/model).")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raymlops.config import compose
+from raymlops.config import compose_dict
 from raymlops.core.console import setup_logging
 from raymlops.core.errors import UserError, cli
 
@@ -18,7 +18,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     argv = [f"predict.{a}" if a.startswith(SHORT_KEYS) else a for a in argv]
     if not any(a.startswith(("data=", "+experiment=")) for a in argv):
         argv = ["data=imagefolder", *argv]  # data.root=FOLDER means an image folder unless told otherwise
-    config = compose(argv)
+    config = compose_dict(argv)
     if not config["predict"]["model_uri"]:
         raise UserError("No model to predict with: pass model_uri=models:/NAME@champion (or runs:/RUN_ID/model).")
     from raymlops import tracking  # only now: a config error costs ~1 s, not the seconds Ray and torch take

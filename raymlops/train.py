@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raymlops.config import compose
+from raymlops.config import compose_dict
 from raymlops.core.console import print_result, set_verbose, setup_logging
 from raymlops.core.errors import cli
 from raymlops.core.redact import redact
@@ -11,7 +11,7 @@ from raymlops.core.redact import redact
 @cli
 def main(argv: list[str]) -> dict[str, float]:
     setup_logging()
-    config = compose(argv)  # Hydra compose + validation, before Ray starts
+    config = compose_dict(argv)  # Hydra compose + validation, before Ray starts
     set_verbose(config["console"]["verbose"])
     # imported only now, each after the check before it passed: a config error costs ~1 s, a preflight
     # error a few (torch, MLflow's client), and only a job that will run pays Ray's import (~3 s)

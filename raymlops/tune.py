@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raymlops.config import compose
+from raymlops.config import compose_dict
 from raymlops.core.console import print_result, set_verbose, setup_logging
 from raymlops.core.errors import cli
 
@@ -16,7 +16,7 @@ from raymlops.core.errors import cli
 @cli
 def main(argv: list[str]) -> dict[str, Any]:
     setup_logging()
-    config = compose(argv)  # Hydra compose + validation, before Ray starts
+    config = compose_dict(argv)  # Hydra compose + validation, before Ray starts
     set_verbose(config["console"]["verbose"])
     # imported only now, each after the check before it passed: a config error costs ~1 s, a preflight
     # error a few (torch, MLflow's client), and only a search that will run pays Ray's import (~3 s)

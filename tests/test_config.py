@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from raymlops import config as C
+from raymlops.config.schema import ModelName, TrainConfig
 from raymlops.core.errors import UserError
 from raymlops.search.param_space import param_space
 from raymlops.search.schedulers import build_scheduler
@@ -37,7 +38,7 @@ def test_experiments_listed() -> None:
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_composes_and_space_builds(name: str) -> None:
     extra = ["data.root=/tmp/images"] if name == "imagefolder" else []
-    cfg = C.compose([f"+experiment={name}", *extra])
+    cfg = C.compose_dict([f"+experiment={name}", *extra])
     assert cfg["name"] == name
     space = param_space(cfg)
     assert set(space) == set(cfg["search_space"])
@@ -53,16 +54,51 @@ def test_every_group_choice_composes(group: str, choice: str) -> None:
     extra = ["data.root=/tmp/images"] if (group, choice) == ("data", "imagefolder") else []
     cfg = C.compose(["+experiment=smoke", f"{group}={choice}", *extra])
     key = "name" if group != "mlflow" else "tracking_uri"
-    assert cfg[group][key]
+    assert getattr(getattr(cfg, group), key)
 
 
-def test_plain_dict_and_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_typed_config_and_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     cfg = C.compose(["+experiment=smoke", "storage_path=rel/results"])
-    assert type(cfg) is dict and type(cfg["train"]) is dict
-    assert cfg["storage_path"] == str(tmp_path / "rel" / "results")
-    assert cfg["mlflow"]["tracking_uri"].startswith("sqlite:////")
-    assert cfg["overrides"] == ["+experiment=smoke", "storage_path=rel/results"]
+    assert type(cfg) is C.Config and type(cfg.train) is TrainConfig and cfg.model.name is ModelName.fast_cnn
+    assert cfg.storage_path == str(tmp_path / "rel" / "results")
+    assert cfg.mlflow.tracking_uri.startswith("sqlite:////")
+    assert cfg.overrides == ["+experiment=smoke", "storage_path=rel/results"]
+    plain = C.compose_dict(["+experiment=smoke"])  # what crosses into Ray: plain values only
+    assert type(plain["train"]) is dict and type(plain["model"]["name"]) is str
+    assert C.from_dict(C.Config, plain) == C.compose(["+experiment=smoke"])
+    trial = C.with_overrides(cfg, {"optim.lr": 0.5, "model.name": "resnet18"})
+    assert trial.optim.lr == 0.5 and trial.model.name is ModelName.resnet18 and cfg.optim.lr != 0.5
+
+
+def test_the_schema_refuses_bad_types_and_keys_at_compose() -> None:
+    cases = {
+        "train.epochs=three": ["train.epochs='three'", "an integer", "train.epochs=10"],
+        "scaling.warm_workers=maybe": ["scaling.warm_workers='maybe'", "true or false"],
+        "tune.mode=maximize": ["tune.mode='maximize'", "max or min"],
+        "optim.name=adam": ["optim.name='adam'", "adamw"],
+        "+scaling.num_gpus=1": ["'scaling.num_gpus'", "scaling.num_workers"],
+        "registry.select={metric:val_acc,bound:3}": ["registry.select.bound"],
+    }
+    for override, words in cases.items():
+        with pytest.raises(UserError) as err:
+            C.compose(["+experiment=smoke", override])
+        assert all(w in str(err.value) for w in words), (override, str(err.value))
+
+
+def test_mapping_overrides_replace_what_the_experiment_set() -> None:
+    cfg = C.compose(["+experiment=cifar10_pareto", "tune.objectives={val_acc:max,params_m:min}", "search_space={}"])
+    assert cfg.tune.objectives == {"val_acc": "max", "params_m": "min"} and cfg.search_space == {}
+    assert C.compose(["+experiment=cifar10_pareto", "~search_space"]).search_space == {}
+    select = C.compose(["+experiment=smoke", "registry.select={metric:val_loss}"]).registry.select
+    assert select is not None and select.metric == "val_loss" and select.constraints == {}
+
+
+def test_the_reference_is_generated_from_the_schema() -> None:
+    from raymlops.config import reference
+
+    on_disk = (CONF.parent / "docs" / "config-reference.md").read_text()
+    assert on_disk == reference.markdown(), "docs/config-reference.md is stale: python -m raymlops.config.reference"
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from conftest import overrides
 from faultkit import alive, children, descendants, epoch_steps, finish, kill_tree, start_cli, wait_for
 
 from raymlops import tracking
-from raymlops.config import compose
+from raymlops.config import compose_dict
 from raymlops.core.names import TAG_RESTARTS
 from raymlops.models import build_model
 from raymlops.training import checkpoints, optim
@@ -281,7 +281,7 @@ def _checkpoints(tmp_path: Path, epochs: int) -> tuple[dict[str, object], Path, 
     """A real model trained a step per epoch, checkpointed after each into folder/checkpoint_00000N."""
     import torch
 
-    config = compose(["+experiment=smoke", f"checkpoint.dir={tmp_path / 'staging'}"])
+    config = compose_dict(["+experiment=smoke", f"checkpoint.dir={tmp_path / 'staging'}"])
     torch.manual_seed(0)
     model = build_model(config["model"], 3, 10)
     optimizer, scheduler = optim.build_optimizer(config, model, steps_per_epoch=1)

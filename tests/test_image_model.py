@@ -17,7 +17,7 @@ import torch
 from conftest import overrides
 from PIL import Image
 
-from raymlops.config import compose
+from raymlops.config import compose_dict
 from raymlops.core.errors import UserError
 from raymlops.data.images import list_images
 from raymlops.models.image_codec import ImageDecodeError, decode_image, encode_image
@@ -183,4 +183,4 @@ def test_list_images_layouts(tmp_path: Path) -> None:
 )
 def test_serve_and_predict_config_validated(store: dict[str, str], override: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
-        compose(overrides(store, "+experiment=smoke", override))
+        compose_dict(overrides(store, "+experiment=smoke", override))

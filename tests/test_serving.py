@@ -160,11 +160,11 @@ def test_mlflow_models_serve_answers_images(champion: dict[str, Any]) -> None:
 def test_ray_serve_split_and_hot_swap(champion: dict[str, Any]) -> None:
     """@champion v1 and @challenger v2 at 50/50 over 200 requests; then @champion moves to v2 while requests keep
     coming: none fails and the champion's answers come from v2. Per-version stats land in the serve run."""
-    from raymlops.config import compose
+    from raymlops.config import compose_dict
     from raymlops.serving.app import start, stop
 
     port = _free_port()
-    config = compose(
+    config = compose_dict(
         overrides(
             champion["store"],
             "+experiment=smoke",

@@ -195,7 +195,7 @@ def _loop_config(tmp: str, tracking_on: bool, epochs: int) -> tuple[dict[str, An
     from raymlops.config.contract import Launch
     from raymlops.training.session import Session
 
-    cfg = C.compose(
+    cfg = C.compose_dict(
         [
             "+experiment=smoke",
             "data.num_train=3000",
@@ -297,7 +297,7 @@ from raymlops.training.loop import run_training
 from raymlops.training.session import Session
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
-cfg = C.compose(json.loads(sys.argv[1]))
+cfg = C.compose_dict(json.loads(sys.argv[1]))
 points = []
 def prepare(m):
     return torch.nn.parallel.DistributedDataParallel(m)
@@ -330,7 +330,7 @@ def bench_ddp(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, s
             from raymlops.config.contract import Launch
             from raymlops.launch.job import torch_trainer
 
-            cfg = C.compose([*args, *store(f"{tmp}/r{time.time_ns()}")])
+            cfg = C.compose_dict([*args, *store(f"{tmp}/r{time.time_ns()}")])
             launch = Launch("", "", False, {"CPU": 1.0}, {}, 1)
             t0 = time.perf_counter()
             trainer = torch_trainer(cfg, None, launch, f"bench-ddp-{time.time_ns()}", cfg["storage_path"])

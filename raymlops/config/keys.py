@@ -1,12 +1,16 @@
-"""Where the config lives (conf/), which keys it has, and the one-paragraph message for a key it lacks."""
+"""Where the config lives (conf/), which keys the schema has, and the one-paragraph message for a key it lacks."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
+import typing
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from raymlops.config.dotted import flatten
+from raymlops.config.schema import Config
 
 CONF_DIR_ENV = "RAYMLOPS_CONF_DIR"
 
@@ -59,21 +63,36 @@ def unknown_key_message(key: str) -> str:
         )
     return (
         f"Unknown config key '{key}'.{hint} Set existing keys without a + (e.g. optim.lr=0.01); + only adds a "
-        "search-space entry, e.g. +search_space.optim.lr={type:loguniform,lower:0.001,upper:0.1}. See the README's config reference."
+        "search-space entry, e.g. +search_space.optim.lr={type:loguniform,lower:0.001,upper:0.1}. See docs/config-reference.md."
     )
 
 
 def known_keys() -> set[str]:
-    from omegaconf import OmegaConf
+    """Every dotted key the schema declares (search_space entries are keys of their own: config.search_space)."""
+    return set(schema_fields())
 
-    keys: set[str] = set()
-    root = OmegaConf.load(conf_dir() / "config.yaml")
-    tree = OmegaConf.to_container(root)
-    assert isinstance(tree, dict)
-    keys.update(flatten({str(k): v for k, v in tree.items() if k != "defaults"}).keys())
-    for group in ("data", "model", "optim", "scheduler", "search_alg", "mlflow"):
-        for path in (conf_dir() / group).glob("*.yaml"):
-            node = OmegaConf.to_container(OmegaConf.load(path))
-            assert isinstance(node, dict)
-            keys.update(f"{group}.{k!s}" for k in node)
-    return keys
+
+def schema_fields() -> dict[str, dataclasses.Field[Any]]:
+    """Dotted key -> its dataclass field, for every leaf of the schema (sections are walked, not listed)."""
+    return dict(_walk(Config, ""))
+
+
+def field_type(dotted: str) -> Any:
+    """The declared type of a dotted key (e.g. int, float, ModelName, str | None), or None if the schema lacks it."""
+    section: Any = Config
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        section = typing.get_type_hints(section).get(part)
+        if not (isinstance(section, type) and dataclasses.is_dataclass(section)):
+            return None
+    return typing.get_type_hints(section).get(leaf)
+
+
+def _walk(cls: type, prefix: str) -> Iterator[tuple[str, dataclasses.Field[Any]]]:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            yield from _walk(hint, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f

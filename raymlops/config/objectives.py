@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from raymlops.config import choices
+from raymlops.config.schema import Config, RegistryConfig, SelectConfig, TuneConfig
 from raymlops.core import names
 from raymlops.core.errors import UserError
 
@@ -13,23 +14,22 @@ REPORTED = (*names.EPOCH_METRICS, *names.COST_METRICS)
 CONSTRAINT_OPS = {"le": "<=", "lt": "<", "ge": ">=", "gt": ">"}
 
 
-def objectives(config: dict[str, Any]) -> dict[str, str]:
+def objectives(tune: TuneConfig) -> dict[str, str]:
     """metric -> mode, the primary (tune.metric) first; a single-objective search has just the primary."""
-    tune = config["tune"]
-    extra = dict(tune.get("objectives") or {})
-    return {tune["metric"]: tune["mode"], **{k: v for k, v in extra.items() if k != tune["metric"]}}
+    extra = dict(tune.objectives)
+    return {tune.metric: str(tune.mode), **{k: v for k, v in extra.items() if k != tune.metric}}
 
 
-def is_multi_objective(config: dict[str, Any]) -> bool:
-    return len(objectives(config)) > 1
+def is_multi_objective(tune: TuneConfig) -> bool:
+    return len(objectives(tune)) > 1
 
 
-def select_rule(config: dict[str, Any]) -> dict[str, Any]:
-    """registry.select with its defaults: {metric, mode, constraints: {metric: {op: bound}}}."""
-    rule = dict(config["registry"].get("select") or {})
-    metric = rule.get("metric", config["tune"]["metric"])
-    mode = rule.get("mode") or objectives(config).get(metric) or config["tune"]["mode"]
-    return {"metric": metric, "mode": mode, "constraints": dict(rule.get("constraints") or {})}
+def select_rule(registry: RegistryConfig, tune: TuneConfig) -> dict[str, Any]:
+    """registry.select filled in: {metric, mode, constraints: {metric: {op: bound}}}; unset parts follow tune."""
+    select = registry.select or SelectConfig()
+    metric = select.metric or tune.metric
+    mode = str(select.mode) if select.mode else objectives(tune).get(metric, str(tune.mode))
+    return {"metric": metric, "mode": mode, "constraints": dict(select.constraints)}
 
 
 def describe_rule(rule: dict[str, Any]) -> str:
@@ -38,37 +38,28 @@ def describe_rule(rule: dict[str, Any]) -> str:
     return f"best {rule['metric']} ({rule['mode']})" + (f" with {' and '.join(limits)}" if limits else "")
 
 
-def needs_costs(config: dict[str, Any]) -> bool:
+def needs_costs(tune: TuneConfig, registry: RegistryConfig) -> bool:
     """Whether trials must measure latency_ms / params_m: an objective or the registry's rule names one."""
-    wanted = set(objectives(config)) | set(select_rule(config)["constraints"]) | {select_rule(config)["metric"]}
+    rule = select_rule(registry, tune)
+    wanted = set(objectives(tune)) | set(rule["constraints"]) | {rule["metric"]}
     return bool(wanted & set(names.COST_METRICS))
 
 
-def validate_objectives(config: dict[str, Any]) -> None:
+def validate_objectives(config: Config) -> None:
     """tune.objectives, registry.select and the population schedulers, before Ray starts."""
-    extra = config["tune"].get("objectives") or {}
-    if not isinstance(extra, dict):
+    extra = config.tune.objectives
+    if extra and config.tune.metric not in extra:
         raise UserError(
-            f"tune.objectives={extra!r} must map metric to mode, e.g. tune.objectives={{val_acc:max,latency_ms:min}}."
-        )
-    if extra and config["tune"]["metric"] not in extra:
-        raise UserError(
-            f"tune.metric={config['tune']['metric']} must be one of tune.objectives ({', '.join(extra)}): it is the "
+            f"tune.metric={config.tune.metric} must be one of tune.objectives ({', '.join(extra)}): it is the "
             "primary objective ASHA stops trials on and the search ranks by."
         )
-    for metric, mode in objectives(config).items():
+    for metric, mode in objectives(config.tune).items():
         _known_metric(metric, "tune.objectives")
         if mode not in ("max", "min"):
             raise UserError(f"tune.objectives.{metric}={mode!r} must be max or min.")
     _validate_select(config)
     _validate_population(config)
-    if config["search_alg"]["name"] == "optuna":
-        sampler = config["search_alg"].get("sampler", "tpe")
-        if sampler not in choices.OPTUNA_SAMPLERS:
-            raise UserError(
-                f"search_alg.sampler={sampler!r} is not supported; choose one of {', '.join(choices.OPTUNA_SAMPLERS)}."
-            )
-    elif config["search_alg"].get("warm_start"):
+    if config.search_alg.name != "optuna" and config.search_alg.warm_start:
         raise UserError(
             "search_alg.warm_start needs search_alg=optuna: random search cannot use past results (TPE starts informed by them)."
         )
@@ -81,14 +72,8 @@ def _known_metric(metric: Any, key: str) -> None:
         )
 
 
-def _validate_select(config: dict[str, Any]) -> None:
-    rule = config["registry"].get("select") or {}
-    if not isinstance(rule, dict) or set(rule) - {"metric", "mode", "constraints"}:
-        raise UserError(
-            f"registry.select={rule!r} must look like {{metric: val_acc, constraints: {{latency_ms: {{le: 5.0}}}}}} "
-            "(keys metric, mode, constraints)."
-        )
-    full = select_rule(config)
+def _validate_select(config: Config) -> None:
+    full = select_rule(config.registry, config.tune)
     _known_metric(full["metric"], "registry.select.metric")
     if full["mode"] not in ("max", "min"):
         raise UserError(f"registry.select.mode={full['mode']!r} must be max or min.")
@@ -102,36 +87,35 @@ def _validate_select(config: dict[str, Any]) -> None:
             )
 
 
-def _validate_population(config: dict[str, Any]) -> None:
-    sched = config["scheduler"]
-    if sched["name"] not in choices.POPULATION_SCHEDULERS:
+def _validate_population(config: Config) -> None:
+    sched = config.scheduler
+    if sched.name not in choices.POPULATION_SCHEDULERS:
         return
-    name, space = sched["name"], config.get("search_space") or {}
-    if config["search_alg"]["name"] != "random":
+    name, space = sched.name, config.search_space
+    if config.search_alg.name != "random":
         raise UserError(
             f"scheduler={name} runs without a searcher (Ray Tune refuses one beside PBT; its explore step does the "
-            f"searching): use search_alg=random instead of search_alg={config['search_alg']['name']}."
+            f"searching): use search_alg=random instead of search_alg={config.search_alg.name}."
         )
-    if is_multi_objective(config):
+    if is_multi_objective(config.tune):
         raise UserError(
             f"scheduler={name} optimises one metric; drop tune.objectives or use scheduler=asha with search_alg=optuna."
         )
     if not space:
         raise UserError(f"scheduler={name} perturbs the search_space; give it at least one entry, e.g. optim.lr.")
-    scaling = config["scaling"]
-    if scaling["num_workers"] > 1 and not scaling.get("warm_workers", True):
+    if config.scaling.num_workers > 1 and not config.scaling.warm_workers:
         raise UserError(
             f"scheduler={name} with DDP trials needs scaling.warm_workers=true: a trial's own TorchTrainer restores "
             "from its Ray Train run, not from the checkpoint PBT copies into the trial, so every exploit would be "
             "silently ignored. Drop scaling.warm_workers=false (DDP trials then run on warm lanes, which restore it)."
         )
-    if config["tune"]["num_samples"] < 2:
+    if config.tune.num_samples < 2:
         raise UserError(f"scheduler={name} needs a population: tune.num_samples >= 2 (e.g. 4).")
-    interval = sched.get("perturbation_interval")
-    if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval < config["train"]["epochs"]:
+    interval = sched.perturbation_interval
+    if not 1 <= interval < config.train.epochs:
         raise UserError(
             f"scheduler.perturbation_interval={interval!r} must be a whole number of epochs in "
-            f"[1, train.epochs={config['train']['epochs']}), or no trial is ever perturbed."
+            f"[1, train.epochs={config.train.epochs}), or no trial is ever perturbed."
         )
     if name == "pb2":
         categorical = [k for k, spec in space.items() if spec.get("type") == "choice"]

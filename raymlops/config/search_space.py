@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from raymlops.config import choices
-from raymlops.config.dotted import flatten
+from raymlops.config.keys import known_keys
+from raymlops.config.schema import Config
 from raymlops.core.errors import UserError
 
 _REQUIRED = {
@@ -32,12 +33,10 @@ def normalise_space(space: Any, prefix: str = "") -> Any:
     return flat
 
 
-def validate_space(config: dict[str, Any]) -> None:
+def validate_space(config: Config) -> None:
     """Every entry has a known type, its arguments, a sane range, and names an existing config key."""
-    space = config.get("search_space") or {}
-    if not isinstance(space, dict):
-        raise UserError(f"search_space must be a mapping of dotted keys to samplers, got {space!r}.")
-    known = flatten({k: v for k, v in config.items() if k not in ("search_space", "overrides")})
+    space = config.search_space
+    known = known_keys() - {"search_space", "overrides"}
     for key, spec in space.items():
         where = f"search_space['{key}']"
         if key not in known:
@@ -58,7 +57,7 @@ def validate_space(config: dict[str, Any]) -> None:
         if kind == "choice":
             if not isinstance(spec["values"], list) or not spec["values"]:
                 raise UserError(f"{where}: values must be a non-empty list, e.g. values: [64, 128, 256].")
-            _check_choice_values(key, spec["values"], where, config["scaling"]["num_workers"])
+            _check_choice_values(key, spec["values"], where, config.scaling.num_workers)
             continue
         lower, upper = spec["lower"], spec["upper"]
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lower, upper)):

@@ -11,6 +11,8 @@ from typing import Any
 from raymlops.config import choices
 from raymlops.config.contract import RunContract
 from raymlops.config.objectives import describe_rule, objectives, select_rule
+from raymlops.config.schema import RegistryConfig, TuneConfig
+from raymlops.config.tree import from_dict
 from raymlops.core import names
 from raymlops.post import pareto, population
 from raymlops.post.steps import TrackerSteps
@@ -29,7 +31,8 @@ def choose_trial(
     steps: TrackerSteps,
 ) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """(the row to evaluate and register or None, the tags saying why) after the reports are on the parent run."""
-    goals, rule = objectives(config), select_rule(config)
+    tune, registry = from_dict(TuneConfig, config["tune"]), from_dict(RegistryConfig, config["registry"])
+    goals, rule = objectives(tune), select_rule(registry, tune)
     wanted = [m for m in dict.fromkeys([*goals, rule["metric"], *rule["constraints"]]) if m != config["tune"]["metric"]]
     pareto.add_metrics(rows, results, wanted)
     chosen, reason = _apply_rule(config, rows, goals, rule)

@@ -9,6 +9,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
 from raymlops.config import choices
 from raymlops.config.objectives import is_multi_objective
+from raymlops.config.schema import TuneConfig
+from raymlops.config.tree import from_dict
 from raymlops.launch.trial import in_process
 from raymlops.search.population import build_population
 from raymlops.search.promotion_asha import PromotionASHA
@@ -19,7 +21,9 @@ def build_scheduler(config: dict[str, Any]) -> Any:
     sched = config["scheduler"]
     max_t = config["train"]["epochs"]
     common: dict[str, Any] = {"time_attr": "training_iteration"}  # metric and mode come from TuneConfig, set once
-    if is_multi_objective(config):  # TuneConfig then has none (OptunaSearch takes the lists): the primary, here
+    if is_multi_objective(
+        from_dict(TuneConfig, config["tune"])
+    ):  # TuneConfig then has none (OptunaSearch takes the lists): the primary, here
         common.update(metric=config["tune"]["metric"], mode=config["tune"]["mode"])
     if sched["name"] in choices.POPULATION_SCHEDULERS:
         return build_population(config)

@@ -11,6 +11,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from raymlops.config import choices
 from raymlops.config.objectives import is_multi_objective, objectives
+from raymlops.config.schema import TuneConfig
+from raymlops.config.tree import from_dict
 from raymlops.core.errors import UserError
 from raymlops.search.warm_start import WarmStart
 
@@ -34,8 +36,9 @@ def build_search_alg(config: dict[str, Any], max_concurrent: int, warm: WarmStar
     else:
         sampler = TPESampler(seed=seed, n_startup_trials=alg.get("n_startup_trials", 5))
     goals: dict[str, Any] = {}
-    if is_multi_objective(config):  # metric and mode lists; TuneConfig has none then (it would overwrite them)
-        goals = {"metric": list(objectives(config)), "mode": list(objectives(config).values())}
+    tune = from_dict(TuneConfig, config["tune"])
+    if is_multi_objective(tune):  # metric and mode lists; TuneConfig has none then (it would overwrite them)
+        goals = {"metric": list(objectives(tune)), "mode": list(objectives(tune).values())}
     if warm and warm.points:  # told to the study as finished trials (not run again): TPE starts informed
         goals.update(points_to_evaluate=warm.points, evaluated_rewards=warm.rewards)
     searcher = _OptunaSearch(sampler=sampler, **goals)  # single objective: metric and mode come from TuneConfig

@@ -14,6 +14,8 @@ from ray import tune
 from raymlops.config import choices
 from raymlops.config.contract import Launch, RunContract
 from raymlops.config.objectives import is_multi_objective
+from raymlops.config.schema import TuneConfig
+from raymlops.config.tree import from_dict
 from raymlops.core import names
 from raymlops.core.redact import redact
 from raymlops.launch.lanes import LaneRelease, start_broker, stop_lanes
@@ -93,7 +95,7 @@ def _warm_start(config: dict[str, Any], search: RunContract, parent: RunLogger) 
 def _new_tuner(config: dict[str, Any], name: str, trainable: Any, callbacks: list[Any], concurrency: int, warm: WarmStart) -> Any:
     tcfg = config["tune"]
     # several objectives: OptunaSearch and the scheduler carry the metrics (TuneConfig's would overwrite the lists)
-    goal = {} if is_multi_objective(config) else {"metric": tcfg["metric"], "mode": tcfg["mode"]}
+    goal = {} if is_multi_objective(from_dict(TuneConfig, tcfg)) else {"metric": tcfg["metric"], "mode": tcfg["mode"]}
     run_config = tune.RunConfig(
         name=name,
         storage_path=config["storage_path"],

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raymlops.config.objectives import objectives
+from raymlops.config.schema import TuneConfig
+from raymlops.config.tree import from_dict
 from raymlops.core import names
 from raymlops.core.errors import UserError
 from raymlops.tracking import client
@@ -100,7 +102,7 @@ def _point(child: Any, config: dict[str, Any]) -> tuple[dict[str, Any] | None, A
             )
             return None, None
         point[key] = value
-    goals = objectives(config)
+    goals = objectives(from_dict(TuneConfig, config["tune"]))
     values = [child.data.metrics.get(m) for m in goals]
     if any(v is None for v in values):
         return None, None  # a failed trial or one that never reported: nothing to tell the searcher

@@ -17,6 +17,8 @@ from torch import nn
 
 from raymlops.config.contract import RunContract
 from raymlops.config.objectives import needs_costs
+from raymlops.config.schema import RegistryConfig, TuneConfig
+from raymlops.config.tree import from_dict
 from raymlops.core import names
 from raymlops.data import augment, load_splits, normalise
 from raymlops.models import build_model
@@ -90,7 +92,11 @@ class Recipe:
         self.amp = autocast(self.train_cfg.get("amp", "auto"), device)
         self.global_step = self.progress.epoch * self.steps_per_epoch
         self.metrics: dict[str, Any] = self.progress.history[-1] if self.progress.history else {}
-        self.costs: dict[str, float] | None = None if needs_costs(self.config) else {}
+        self.costs: dict[str, float] | None = (
+            None
+            if needs_costs(from_dict(TuneConfig, self.config["tune"]), from_dict(RegistryConfig, self.config["registry"]))
+            else {}
+        )
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over this rank's shard, then validation over all ranks; the epoch's metrics, logged."""
