@@ -21,8 +21,6 @@ def main(argv: list[str]) -> dict[str, Any]:
     if not uri:
         raise UserError("No model to evaluate: pass model_uri=models:/NAME@champion (or runs:/RUN_ID/model).")
     # only now: a config error costs ~1 s, not the seconds torch and MLflow take to import
-    import mlflow
-
     from raymlops import tracking
     from raymlops.data import load_splits
     from raymlops.post.evaluation import evaluate_model, load_logged_model, log_evaluation
@@ -30,8 +28,7 @@ def main(argv: list[str]) -> dict[str, Any]:
 
     mcfg = config["mlflow"]
     tracking.check_reachable(mcfg["tracking_uri"])
-    mlflow.set_tracking_uri(mcfg["tracking_uri"])
-    model = load_logged_model(uri)
+    model = load_logged_model(mcfg["tracking_uri"], uri)
     splits = load_splits(config["data"], seed=config["train"]["seed"])
     result = evaluate_model(model, splits, batch_size=config["train"]["eval_batch_size"])
     exp_id = tracking.ensure_experiment(mcfg["tracking_uri"], mcfg["experiment_name"], mcfg.get("artifact_location"))

@@ -25,10 +25,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     from raymlops.serving import batch_inference, report
 
     tracking.check_reachable(config["mlflow"]["tracking_uri"])
-    import mlflow
-
-    mlflow.set_tracking_uri(config["mlflow"]["tracking_uri"])
-    classes = batch_inference.model_classes(config["predict"]["model_uri"])
+    classes = batch_inference.model_classes(config["mlflow"]["tracking_uri"], config["predict"]["model_uri"])
     rows, labelled, source = batch_inference.items(config)
     frame, wall_s = batch_inference.run_batch(config, rows)
     batch_inference.write_output(frame, config["predict"]["output"], labelled)

@@ -96,12 +96,19 @@ def log_evaluation(tracking_uri: str, run_ids: list[str], result: dict[str, Any]
             c.log_artifact(run_id, str(d / "per_class_accuracy.json"), "evaluation")
 
 
-def load_logged_model(model_uri: str) -> nn.Module:
+def load_logged_model(tracking_uri: str, model_uri: str) -> nn.Module:
+    """The pytorch flavor of model_uri, fetched from tracking_uri (a bug or an outage raises as it is)."""
     import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
+
+    from raymlops.tracking import transient
+    from raymlops.tracking.model_store import download_model
 
     try:
-        model: nn.Module = mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    except Exception as err:
+        model: nn.Module = mlflow.pytorch.load_model(download_model(tracking_uri, model_uri), map_location="cpu")
+    except (MlflowException, OSError) as err:
+        if transient(err):
+            raise
         raise UserError(
             f"Could not load model_uri={model_uri} ({type(err).__name__}: {' '.join(str(err).split())[:200]}). "
             "Use models:/NAME@champion, models:/NAME/VERSION or runs:/RUN_ID/model; list them with python -m raymlops.registry list."

@@ -6,19 +6,18 @@ from typing import Any
 
 from raymlops.core import names
 from raymlops.core.errors import UserError
-from raymlops.tracking import client
+from raymlops.core.redact import redact_text
+from raymlops.tracking import client, retrying, transient
+from raymlops.tracking.model_store import create_version
 
 HISTORY_TAG = "raymlops.champion_history"  # registered-model tag: champion versions, oldest first
 
 
 def register(tracking_uri: str, model_uri: str, name: str, run_id: str, metrics: dict[str, Any]) -> str:
     """Register model_uri under name, tag it with its test metrics, point `candidate` at it."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)
-    c = client(tracking_uri)
-    version = mlflow.register_model(model_uri, name, tags={**{k: str(v) for k, v in metrics.items()}, "raymlops.run_id": run_id})
-    c.set_registered_model_alias(name, names.ALIAS_CANDIDATE, version.version)
+    tags = {**{k: str(v) for k, v in metrics.items()}, "raymlops.run_id": run_id}
+    version = create_version(tracking_uri, model_uri, name, tags)
+    client(tracking_uri).set_registered_model_alias(name, names.ALIAS_CANDIDATE, version.version)
     return str(version.version)
 
 
@@ -68,9 +67,23 @@ def set_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:
     c.set_registered_model_alias(name, alias, str(version))
 
 
-def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
-    """The version an alias points at, or None when the model or the alias does not exist."""
-    return _alias_version(client(tracking_uri), name, alias)
+def alias_version(tracking_uri: str, name: str, alias: str, retry_seconds: float = 30.0) -> str | None:
+    """The version an alias points at, or None when the model or the alias does not exist. An outage is
+    retried for retry_seconds, then it and a refused login are UserErrors that say so."""
+    try:
+        return retrying(lambda: _alias_version(client(tracking_uri), name, alias), retry_seconds)
+    except Exception as err:
+        if transient(err):
+            raise UserError(
+                f"MLflow at {redact_text(tracking_uri)} stayed unreachable for {retry_seconds:g}s looking up {name}@{alias} "
+                f"({type(err).__name__}: {redact_text(str(err))[:200]}). Start the server or fix mlflow.tracking_uri."
+            ) from err
+        if _status(err) in (401, 403):
+            raise UserError(
+                f"The MLflow server at {redact_text(tracking_uri)} refused to show {name}@{alias} (HTTP {_status(err)}). "
+                "Set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a user with READ on the model."
+            ) from err
+        raise
 
 
 def rollback(tracking_uri: str, name: str) -> str:
@@ -96,17 +109,35 @@ def _history(c: Any, name: str) -> list[str]:
 
 
 def _alias_version(c: Any, name: str, alias: str) -> str | None:
+    """None only when MLflow says the model or alias does not exist; an outage or a refusal raises."""
+    from mlflow.exceptions import MlflowException
+
     try:
         return str(c.get_model_version_by_alias(name, alias).version)
-    except Exception:
-        return None
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":  # no such model
+            return None
+        # no such alias: MLflow 3.17's SQL registry (and a server on it) says INVALID_PARAMETER_VALUE
+        if err.error_code == "INVALID_PARAMETER_VALUE" and f"alias {alias} not found" in str(err):
+            return None
+        raise
+
+
+def _status(err: BaseException) -> int | None:
+    from mlflow.exceptions import MlflowException
+
+    return err.get_http_status_code() if isinstance(err, MlflowException) else None
 
 
 def versions(tracking_uri: str, name: str) -> list[dict[str, Any]]:
     c = client(tracking_uri)
+    from mlflow.exceptions import MlflowException
+
     try:
         model = c.get_registered_model(name)
-    except Exception:
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
         raise UserError(
             f"No registered model named {name!r} at {tracking_uri}; run a search first (registry.model_name)."
         ) from None

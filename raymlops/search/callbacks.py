@@ -14,7 +14,7 @@ from ray.tune import Callback
 
 from raymlops.core import names
 from raymlops.core.redact import redact_text
-from raymlops.tracking import NullLogger, RunLogger, logged_steps
+from raymlops.tracking import NullLogger, RunLogger, logged_steps, transient
 from raymlops.training.checkpoints import DONE_MARKER
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,9 @@ class TrialRuns(Callback):
     def _write_back(self, run_id: str, points: dict[int, dict[str, float]], status: str, tags: dict[str, Any]) -> None:
         try:
             logged: set[int] | None = logged_steps(self.uri, run_id, "val_acc")
-        except Exception:
+        except Exception as err:
+            if not transient(err):
+                raise
             logged = None  # tracker down: what MLflow lacks is unknown, and the trial's own spool holds its points
         logger = RunLogger(
             self.uri, run_id, spool_dir=self.mlflow_cfg["spool_dir"], retry_seconds=self.mlflow_cfg["retry_seconds"]

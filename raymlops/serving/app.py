@@ -28,7 +28,7 @@ def resolve_aliases(config: dict[str, Any]) -> dict[str, str]:
     aliases = [s["champion_alias"]] + ([s["challenger_alias"]] if s["challenger_traffic"] > 0 else [])
     out = {}
     for alias in aliases:
-        version = alias_version(uri, name, alias)
+        version = alias_version(uri, name, alias, config["mlflow"]["retry_seconds"])
         if version is None:
             raise UserError(
                 f"No model version models:/{name}@{alias} at {uri}. Run a search first (it registers @champion), "

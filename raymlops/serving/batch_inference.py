@@ -24,9 +24,10 @@ class Predictor:
         import mlflow.pyfunc
         import torch
 
+        from raymlops.tracking.model_store import download_model
+
         torch.set_num_threads(max(1, threads))
-        mlflow.set_tracking_uri(tracking_uri)
-        self.model = mlflow.pyfunc.load_model(model_uri)
+        self.model = mlflow.pyfunc.load_model(download_model(tracking_uri, model_uri))
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         images = list(batch["image"]) if "image" in batch else [Path(p).read_bytes() for p in batch["path"]]
@@ -83,13 +84,19 @@ def items(config: dict[str, Any]) -> tuple[list[dict[str, Any]], bool, str]:
     return rows, True, f"{data['name']} {split} split"
 
 
-def model_classes(model_uri: str) -> list[str]:
+def model_classes(tracking_uri: str, model_uri: str) -> list[str]:
     """The class names inside the model (its MLmodel file only; nothing heavy is loaded)."""
+    from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
+    from raymlops.tracking import transient
+    from raymlops.tracking.model_store import download_model
+
     try:
-        conf = Model.load(model_uri).flavors["python_function"].get("config") or {}
-    except Exception as err:
+        conf = Model.load(download_model(tracking_uri, model_uri, "MLmodel")).flavors["python_function"].get("config") or {}
+    except (MlflowException, OSError) as err:
+        if transient(err):
+            raise
         raise UserError(
             f"Could not read model_uri={model_uri} ({type(err).__name__}: {' '.join(str(err).split())[:200]}). "
             "Use models:/NAME@champion, models:/NAME/VERSION or runs:/RUN_ID/model; list them with python -m raymlops.registry list NAME."

@@ -25,9 +25,6 @@ class ModelServer:
     new version in place (load first, then switch) when a poll sees the alias moved; no request is dropped."""
 
     def __init__(self, tracking_uri: str, model_name: str, alias: str, poll_interval_s: float) -> None:
-        import mlflow
-
-        mlflow.set_tracking_uri(tracking_uri)
         self.uri, self.name, self.alias, self.poll_s = tracking_uri, model_name, alias, poll_interval_s
         version = self._alias_version()
         if version is None:
@@ -44,7 +41,9 @@ class ModelServer:
     def _load(self, version: str) -> Any:
         import mlflow.pyfunc
 
-        return mlflow.pyfunc.load_model(f"models:/{self.name}/{version}")
+        from raymlops.tracking.model_store import download_model
+
+        return mlflow.pyfunc.load_model(download_model(self.uri, f"models:/{self.name}/{version}"))
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_s):

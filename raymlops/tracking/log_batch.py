@@ -53,9 +53,11 @@ def _send(c: Any, run_id: str, batch: dict[str, Any]) -> None:
 def send_lenient(c: Any, run_id: str, batch: dict[str, Any]) -> None:
     """_send, but params MLflow refuses (e.g. logged before with another value: MLflow keeps the first)
     are dropped with a warning and the rest of the batch still goes."""
+    from mlflow.exceptions import MlflowException
+
     try:
         _send(c, run_id, batch)
-    except Exception as err:
+    except MlflowException as err:  # a bug or an outage is not a refusal: it raises as it is
         if transient(err) or not batch.get("params"):
             raise
         log.warning("MLflow refused params for run %s (%s); sending the rest", run_id, redact_text(str(err))[:300])

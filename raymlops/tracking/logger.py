@@ -19,7 +19,7 @@ from typing import Any
 from raymlops.core.redact import redact, redact_text
 from raymlops.tracking.client import client, find_or_create, open_run
 from raymlops.tracking.log_batch import MAX_PARAM_LEN, coalesce, send_lenient
-from raymlops.tracking.retry import retry_or_none, retrying
+from raymlops.tracking.retry import retry_or_none, retrying, transient
 from raymlops.tracking.spool import replay_file, spool_lock, spool_name
 from raymlops.tracking.workspace import start_system_metrics
 
@@ -180,8 +180,14 @@ class RunLogger(NullLogger):
             else:
                 retrying(lambda: send_lenient(self._client, self._opened(), batch), self.retry_seconds)
         except Exception as err:
+            self._spool(batch)  # outage or not, what the user logged is kept
+            if not transient(err):  # refused (e.g. 403) or a bug: say so, with its traceback, once per kind
+                kind = f"{self.tracking_uri} {type(err).__name__}"
+                if kind not in _OUTAGE_WARNED:
+                    _OUTAGE_WARNED.add(kind)
+                    log.error("MLflow write for run %s failed; points kept in %s", self.run_id, self.spool_path, exc_info=True)
+                return
             self._degraded = True
-            self._spool(batch)
             if self.tracking_uri not in _OUTAGE_WARNED:  # once per process and outage, not per run or point
                 _OUTAGE_WARNED.add(self.tracking_uri)
                 log.warning(

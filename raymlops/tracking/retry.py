@@ -4,6 +4,7 @@ bounded time; a refused request raised at once."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -16,14 +17,47 @@ T = TypeVar("T")
 _RETRY_SAID: set[str] = set()  # kinds of transient failure this process has mentioned
 
 
-def transient(err: BaseException) -> bool:
-    """Worth retrying: the tracker is down, busy or locked (5xx, 429, connection errors), not a refused request."""
-    from mlflow.exceptions import MlflowException
+# MLflow error codes that mean "busy or down, try again" (503, 504, 429 in MLflow's own mapping)
+TRANSIENT_CODES = frozenset({"TEMPORARILY_UNAVAILABLE", "DEADLINE_EXCEEDED", "REQUEST_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED"})
+_HTTP_STATUS = re.compile(r"failed with error code (\d{3}) != ")  # rest_utils' message for a non-JSON error reply
 
+
+def transient(err: BaseException) -> bool:
+    """Worth retrying: the tracker is down, busy or locked. Connection errors and timeouts (also when MLflow's
+    REST client wraps them in an MlflowException), HTTP 5xx and 429, and SQLite's "database is locked".
+    Anything else (a refused request, a missing resource, a bug) is not: it raises at once."""
+    import requests
+    import urllib3
+    from mlflow.exceptions import MlflowException, RestException
+
+    if isinstance(err, (ConnectionError, TimeoutError)):  # ConnectionRefusedError, socket.timeout
+        return True
+    if isinstance(err, (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError)):
+        return True
+    if isinstance(err, requests.exceptions.ChunkedEncodingError):  # the server went away mid-reply
+        return True
+    if isinstance(err, (urllib3.exceptions.MaxRetryError, urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError)):
+        return True
+    if isinstance(err, requests.HTTPError):
+        return err.response is not None and _transient_status(err.response.status_code)
+    if "database is locked" in str(err) and type(err).__name__ in ("OperationalError", "MlflowException"):
+        return True  # SQLite's write lock, held by another process for a moment (sqlite3 or SQLAlchemy's wrapper)
     if isinstance(err, MlflowException):
-        status = err.get_http_status_code()
-        return status >= 500 or status == 429
-    return True
+        if err.error_code in TRANSIENT_CODES:
+            return True
+        if isinstance(err, RestException):  # the server answered: its status says
+            return _transient_status(err.get_http_status_code())
+        status = _HTTP_STATUS.search(str(err))
+        if status:
+            return _transient_status(int(status.group(1)))
+        # MLflow's REST client wraps a failed request ("API request to ... failed with exception ...")
+        cause = err.__cause__ or err.__context__
+        return cause is not None and transient(cause)
+    return False
+
+
+def _transient_status(status: int) -> bool:
+    return status >= 500 or status == 429
 
 
 def retrying(fn: Callable[[], T], retry_seconds: float) -> T:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -18,30 +17,21 @@ from raymlops.models.image_codec import encode_image
 
 def log_model(tracking_uri: str, run_id: str, model: nn.Module, splits: Splits) -> str:
     """Log the model under the run's `model` path: image-in pyfunc plus pytorch flavor; return its URI."""
-    import mlflow
-    from mlflow.models import Model
-
     from raymlops.models.image_classifier import IMAGE_COLUMN, Preprocessing
+    from raymlops.tracking.model_store import log_model as log_to_store
 
     model = model.to("cpu").float().eval()
     _, channels, height, width = splits.test_x.shape
     prep = Preprocessing(list(splits.classes), list(splits.mean), list(splits.std), int(channels), int(height), int(width))
     example = {IMAGE_COLUMN: [encode_image(splits.test_x[i].numpy()) for i in range(min(2, len(splits.test_x)))]}
-    mlflow.set_tracking_uri(tracking_uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
-        flavor = SimpleNamespace(__name__="raymlops.image_classifier", save_model=_save_model)
-        info = Model.log(
-            None,  # artifact_path: deprecated for name
-            name="model",
-            flavor=flavor,
-            torch_model=model,
-            prep=prep,
-            staging_dir=Path(tmp),
-            input_example=_frame(example),
-            metadata={"classes": prep.classes, "mean": prep.mean, "std": prep.std, "input": "image file bytes"},
-        )
-    return str(info.model_uri)
+    metadata = {"classes": prep.classes, "mean": prep.mean, "std": prep.std, "input": "image file bytes"}
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def save(path: str, mlflow_model: Any) -> None:
+            _save_model(path, mlflow_model, torch_model=model, prep=prep, staging_dir=Path(tmp), input_example=_frame(example))
+
+        return log_to_store(tracking_uri, run_id, "model", save, metadata)
 
 
 def _frame(example: dict[str, list[bytes]]) -> Any:
