@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raymlops.config import compose_dict
+from raymlops.config import compose
 from raymlops.core import names
 from raymlops.core.console import print_result, setup_logging
 from raymlops.core.errors import UserError, cli
@@ -16,8 +16,8 @@ def main(argv: list[str]) -> dict[str, Any]:
     """Evaluate model_uri on the configured dataset's test split and log a role=evaluate run."""
     setup_logging()
     argv = [f"evaluate.{a}" if a.startswith("model_uri=") else a for a in argv]
-    config = compose_dict(argv)
-    uri = config["evaluate"]["model_uri"]
+    config = compose(argv)
+    uri = config.evaluate.model_uri
     if not uri:
         raise UserError("No model to evaluate: pass model_uri=models:/NAME@champion (or runs:/RUN_ID/model).")
     # only now: a config error costs ~1 s, not the seconds torch and MLflow take to import
@@ -26,21 +26,21 @@ def main(argv: list[str]) -> dict[str, Any]:
     from raymlops.post.evaluation import evaluate_model, load_logged_model, log_evaluation
     from raymlops.tracking.lineage import pipeline_tags
 
-    mcfg = config["mlflow"]
-    tracking.check_reachable(mcfg["tracking_uri"])
-    model = load_logged_model(mcfg["tracking_uri"], uri)
-    splits = load_splits(config["data"], seed=config["train"]["seed"])
-    result = evaluate_model(model, splits, batch_size=config["train"]["eval_batch_size"])
-    exp_id = tracking.ensure_experiment(mcfg["tracking_uri"], mcfg["experiment_name"], mcfg.get("artifact_location"))
-    run = tracking.client(mcfg["tracking_uri"]).create_run(
+    mcfg = config.mlflow
+    tracking.check_reachable(mcfg.tracking_uri)
+    model = load_logged_model(mcfg.tracking_uri, uri)
+    splits = load_splits(config.data, seed=config.train.seed)
+    result = evaluate_model(model, splits, batch_size=config.train.eval_batch_size)
+    exp_id = tracking.ensure_experiment(mcfg.tracking_uri, mcfg.experiment_name, mcfg.artifact_location)
+    run = tracking.client(mcfg.tracking_uri).create_run(
         exp_id,
         run_name=f"evaluate {uri}",
-        tags={names.TAG_ROLE: "evaluate", "raymlops.model_uri": uri, "raymlops.data": config["data"]["name"], **pipeline_tags()},
+        tags={names.TAG_ROLE: "evaluate", "raymlops.model_uri": uri, "raymlops.data": config.data.name, **pipeline_tags()},
     )
-    log_evaluation(mcfg["tracking_uri"], [run.info.run_id], result, uri)
-    tracking.client(mcfg["tracking_uri"]).set_terminated(run.info.run_id)
+    log_evaluation(mcfg.tracking_uri, [run.info.run_id], result, uri)
+    tracking.client(mcfg.tracking_uri).set_terminated(run.info.run_id)
     print(
-        f"{uri} on {config['data']['name']} test ({result['n_test']} images): test_acc={result['test_acc']:.4f} "
+        f"{uri} on {config.data.name} test ({result['n_test']} images): test_acc={result['test_acc']:.4f} "
         f"test_loss={result['test_loss']:.4f}; MLflow run {run.info.run_id}"
     )
     print_result({"mlflow_run_id": run.info.run_id, "model_uri": uri, **result})

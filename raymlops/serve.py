@@ -6,7 +6,7 @@ POST /predict with an image body (or MLflow's JSON form) -> label, probabilities
 
 from __future__ import annotations
 
-from raymlops.config import compose_dict
+from raymlops.config import compose
 from raymlops.core.console import setup_logging
 from raymlops.core.errors import cli
 
@@ -14,7 +14,7 @@ from raymlops.core.errors import cli
 @cli
 def main(argv: list[str]) -> dict[str, float]:
     setup_logging()
-    config = compose_dict(argv)  # Hydra compose + validation, before Ray starts
+    config = compose(argv)  # Hydra compose + validation, before Ray starts
     from raymlops.serving.app import serve_until_stopped  # only now: Ray and Serve take seconds to import
 
     metrics = serve_until_stopped(config)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raymlops.config import compose_dict
+from raymlops.config import compose
 from raymlops.core.console import print_result, set_verbose, setup_logging
 from raymlops.core.errors import cli
 from raymlops.core.redact import redact
@@ -11,8 +11,8 @@ from raymlops.core.redact import redact
 @cli
 def main(argv: list[str]) -> dict[str, float]:
     setup_logging()
-    config = compose_dict(argv)  # Hydra compose + validation, before Ray starts
-    set_verbose(config["console"]["verbose"])
+    config = compose(argv)  # Hydra compose + validation, before Ray starts
+    set_verbose(config.console.verbose)
     # imported only now, each after the check before it passed: a config error costs ~1 s, a preflight
     # error a few (torch, MLflow's client), and only a job that will run pays Ray's import (~3 s)
     from raymlops.launch.preflight import preflight
@@ -21,26 +21,26 @@ def main(argv: list[str]) -> dict[str, float]:
     from raymlops.launch.job import run_train_job, start
 
     launch = start(config, argv)
-    mcfg = config["mlflow"]
+    mcfg = config.mlflow
     print(
-        f"Training {config['model']['name']} on {config['data']['name']} with {config['scaling']['num_workers']} "
-        f"worker(s), gpu={launch.use_gpu}; MLflow: {redact(mcfg['tracking_uri'])} "
-        f"experiment {mcfg['experiment_name']!r}",
+        f"Training {config.model.name} on {config.data.name} with {config.scaling.num_workers} "
+        f"worker(s), gpu={launch.use_gpu}; MLflow: {redact(mcfg.tracking_uri)} "
+        f"experiment {mcfg.experiment_name!r}",
         flush=True,
     )
     metrics = run_train_job(config, launch)
     shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
     run_id = metrics.get("mlflow_run_id")
     print(f"Finished epoch {metrics.get('epoch')}: {shown}; MLflow run {run_id}", flush=True)
-    rcfg = config["registry"]
+    rcfg = config.registry
     print_result(
         {
             **shown,
             "mlflow_run_id": run_id,
             "model_uri": f"runs:/{run_id}/model" if run_id else None,
-            "model_name": rcfg["model_name"],
-            "promote": rcfg["promote"],
-            "min_improvement": rcfg["min_improvement"],
+            "model_name": rcfg.model_name,
+            "promote": rcfg.promote,
+            "min_improvement": rcfg.min_improvement,
         }
     )
     return metrics

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raymlops.config import compose_dict
+from raymlops.config import compose
 from raymlops.core.console import print_result, set_verbose, setup_logging
 from raymlops.core.errors import cli
 
@@ -16,8 +16,8 @@ from raymlops.core.errors import cli
 @cli
 def main(argv: list[str]) -> dict[str, Any]:
     setup_logging()
-    config = compose_dict(argv)  # Hydra compose + validation, before Ray starts
-    set_verbose(config["console"]["verbose"])
+    config = compose(argv)  # Hydra compose + validation, before Ray starts
+    set_verbose(config.console.verbose)
     # imported only now, each after the check before it passed: a config error costs ~1 s, a preflight
     # error a few (torch, MLflow's client), and only a search that will run pays Ray's import (~3 s)
     from raymlops.launch.preflight import preflight
@@ -25,13 +25,13 @@ def main(argv: list[str]) -> dict[str, Any]:
     preflight(config)  # tracker, storage, data
     from raymlops.search.resume import check_resumable, search_name
 
-    if config["tune"]["resume"] not in (False, None, "false"):  # nothing to resume: say so before Ray starts
+    if config.tune.resume not in (False, None, "false"):  # nothing to resume: say so before Ray starts
         check_resumable(config, search_name(config))
     from raymlops.launch.job import start
     from raymlops.search.tuner import run_search
 
     summary = run_search(config, start(config, argv))
-    metric = config["tune"]["metric"]
+    metric = config.tune.metric
     print(
         f"Done: best {metric}={summary['best_' + metric]:.4f} "
         f"(trial {summary['best_trial_id']}); MLflow parent run {summary['parent_run_id']}",

@@ -38,12 +38,12 @@ def test_experiments_listed() -> None:
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_composes_and_space_builds(name: str) -> None:
     extra = ["data.root=/tmp/images"] if name == "imagefolder" else []
-    cfg = C.compose_dict([f"+experiment={name}", *extra])
-    assert cfg["name"] == name
+    cfg = C.compose([f"+experiment={name}", *extra])
+    assert cfg.name == name
     space = param_space(cfg)
-    assert set(space) == set(cfg["search_space"])
+    assert set(space) == set(cfg.search_space)
     assert build_scheduler(cfg) is not None
-    if cfg["search_alg"]["name"] == "optuna":
+    if cfg.search_alg.name == "optuna":
         assert build_search_alg(cfg, 2) is not None
     first_line = (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()
     assert any("python -m raymlops." in line for line in first_line[:4]), "each experiment YAML starts with its command"
@@ -64,7 +64,7 @@ def test_typed_config_and_absolute_paths(tmp_path: Path, monkeypatch: pytest.Mon
     assert cfg.storage_path == str(tmp_path / "rel" / "results")
     assert cfg.mlflow.tracking_uri.startswith("sqlite:////")
     assert cfg.overrides == ["+experiment=smoke", "storage_path=rel/results"]
-    plain = C.compose_dict(["+experiment=smoke"])  # what crosses into Ray: plain values only
+    plain = C.to_dict(C.compose(["+experiment=smoke"]))  # checkpoints and MLflow params: plain values only
     assert type(plain["train"]) is dict and type(plain["model"]["name"]) is str
     assert C.from_dict(C.Config, plain) == C.compose(["+experiment=smoke"])
     trial = C.with_overrides(cfg, {"optim.lr": 0.5, "model.name": "resnet18"})

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from raymlops.config import compose_dict
+from raymlops.config import compose
 from raymlops.launch.ray_output import dashboard_line, is_benign
 from raymlops.search.live_progress import SearchProgress, left_estimate
 
@@ -44,12 +44,13 @@ def test_real_errors_are_kept(line: str) -> None:
 
 
 def test_verbose_flag_and_progress_choice() -> None:
-    assert compose_dict(["+experiment=smoke", "-v"])["console"]["verbose"] is True
-    assert compose_dict(["+experiment=smoke"])["console"] == {"verbose": False, "progress": "auto"}
+    assert compose(["+experiment=smoke", "-v"]).console.verbose is True
+    console = compose(["+experiment=smoke"]).console
+    assert console.verbose is False and console.progress == "auto"
     from raymlops.core.errors import UserError
 
     with pytest.raises(UserError, match=r"console\.progress"):
-        compose_dict(["+experiment=smoke", "console.progress=fancy"])
+        compose(["+experiment=smoke", "console.progress=fancy"])
 
 
 def test_dashboard_line_says_how_to_sign_in_without_the_token(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from raymlops import data
+from raymlops.config.schema import DataConfig, DatasetName
 from raymlops.core.errors import UserError
 
 
@@ -89,7 +90,7 @@ def test_missing_root_and_offline_torchvision(tmp_path: Path) -> None:
             seed=0,
         )
     with pytest.raises(UserError) as err:
-        data.load_splits({"name": "cifar10", "root": str(tmp_path / "c10"), "download": False, "val_fraction": 0.1}, seed=0)
+        data.load_splits(DataConfig(name=DatasetName.cifar10, root=str(tmp_path / "c10"), download=False), seed=0)
     assert str(tmp_path / "c10") in str(err.value) and "data.name=imagefolder" in str(err.value)
 
 

@@ -18,6 +18,7 @@ import requests
 from mlflow.exceptions import MlflowException, RestException
 
 from raymlops import tracking
+from raymlops.config.schema import ModelConfig, ModelName
 from raymlops.core.errors import UserError
 from raymlops.post import model_registry
 
@@ -223,7 +224,7 @@ def test_models_are_logged_registered_and_loaded_through_their_own_uri(tmp_path:
             {"name": "synthetic", "num_train": 60, "num_test": 8, "num_classes": 10, "image_size": 32, "val_fraction": 0.1},
             seed=0,
         )
-        model = build_model({"name": "fast_cnn", "width": 8}, splits.channels, splits.num_classes).eval()
+        model = build_model(ModelConfig(name=ModelName.fast_cnn, width=8), splits.channels, splits.num_classes).eval()
         model_uri = log_model(uri, run_id, model, splits)
         version = model_registry.register(uri, model_uri, "m", run_id, {"test_acc": 0.5})
         model_registry.promote(uri, "m", version)

@@ -20,7 +20,7 @@ from conftest import overrides
 from faultkit import alive, children, descendants, epoch_steps, finish, kill_tree, start_cli, wait_for
 
 from raymlops import tracking
-from raymlops.config import compose_dict
+from raymlops.config import Config, compose
 from raymlops.core.names import TAG_RESTARTS
 from raymlops.models import build_model
 from raymlops.training import checkpoints, optim
@@ -277,13 +277,13 @@ def test_search_driver_killed_then_resumed(tmp_path: Path, store: dict[str, str]
 # ------------------------------------------------------------------ corrupt checkpoints (real models, no Ray)
 
 
-def _checkpoints(tmp_path: Path, epochs: int) -> tuple[dict[str, object], Path, list[dict[str, object]]]:
+def _checkpoints(tmp_path: Path, epochs: int) -> tuple[Config, Path, list[dict[str, object]]]:
     """A real model trained a step per epoch, checkpointed after each into folder/checkpoint_00000N."""
     import torch
 
-    config = compose_dict(["+experiment=smoke", f"checkpoint.dir={tmp_path / 'staging'}"])
+    config = compose(["+experiment=smoke", f"checkpoint.dir={tmp_path / 'staging'}"])
     torch.manual_seed(0)
-    model = build_model(config["model"], 3, 10)
+    model = build_model(config.model, 3, 10)
     optimizer, scheduler = optim.build_optimizer(config, model, steps_per_epoch=1)
     folder, weights = tmp_path / "trial", []
     folder.mkdir()
@@ -301,9 +301,9 @@ def _checkpoints(tmp_path: Path, epochs: int) -> tuple[dict[str, object], Path, 
     return config, folder, weights
 
 
-def _restore(config: dict[str, object], candidates: list[str]) -> tuple[dict[str, object], object]:
-    model = build_model(config["model"], 3, 10)  # type: ignore[index]
-    optimizer, scheduler = optim.build_optimizer(config, model, steps_per_epoch=1)  # type: ignore[arg-type]
+def _restore(config: Config, candidates: list[str]) -> tuple[dict[str, object], object]:
+    model = build_model(config.model, 3, 10)
+    optimizer, scheduler = optim.build_optimizer(config, model, steps_per_epoch=1)
     return checkpoints.restore(candidates, model, optimizer, scheduler), model
 
 

@@ -17,7 +17,8 @@ import torch
 from conftest import overrides
 from PIL import Image
 
-from raymlops.config import compose_dict
+from raymlops.config import compose
+from raymlops.config.schema import ModelConfig, ModelName
 from raymlops.core.errors import UserError
 from raymlops.data.images import list_images
 from raymlops.models.image_codec import ImageDecodeError, decode_image, encode_image
@@ -67,7 +68,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     exp = mlflow.create_experiment("image-model", artifact_location=str(tmp / "artifacts"))
     torch.manual_seed(0)
     splits = load_splits(SYNTH, seed=0)
-    model = build_model({"name": "fast_cnn", "width": 8}, 3, 10).eval()
+    model = build_model(ModelConfig(name=ModelName.fast_cnn, width=8), 3, 10).eval()
     with torch.no_grad():  # non-trivial BatchNorm statistics, so predictions differ between images
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -183,4 +184,4 @@ def test_list_images_layouts(tmp_path: Path) -> None:
 )
 def test_serve_and_predict_config_validated(store: dict[str, str], override: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
-        compose_dict(overrides(store, "+experiment=smoke", override))
+        compose(overrides(store, "+experiment=smoke", override))

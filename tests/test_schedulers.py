@@ -12,7 +12,7 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from raymlops.config import compose_dict
+from raymlops.config import compose
 from raymlops.core.errors import UserError
 from raymlops.search.promotion_asha import PromotionASHA
 from raymlops.search.schedulers import asha_mode, build_scheduler
@@ -147,7 +147,7 @@ def test_min_mode_ranks_low_values_first() -> None:
 
 
 def _cfg(*overrides: str) -> dict[str, Any]:
-    return compose_dict(["+experiment=smoke", *overrides])  # validated: a bad value raises here
+    return compose(["+experiment=smoke", *overrides])  # validated: a bad value raises here
 
 
 def test_mode_auto_promotes_in_process_trials_and_stops_ddp_trials() -> None:

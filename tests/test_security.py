@@ -128,7 +128,7 @@ def test_params_and_tags_reach_mlflow_redacted(tmp_path: Path, monkeypatch: pyte
         monkeypatch.setenv(name, value)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     argv = ["+experiment=smoke", f"mlflow.tracking_uri={PG_URI}", f"storage_path={tmp_path}/results"]
-    config = config_mod.compose_dict(argv)  # composing contacts nothing
+    config = config_mod.compose(argv)  # composing contacts nothing
     experiment = tracking.ensure_experiment(uri, "security", str(tmp_path / "artifacts"))
     run_id = tracking.find_or_create_run(uri, experiment, "sec-1", "sec-1", tracking.lineage(config, argv))
     logger = tracking.RunLogger(uri, run_id, spool_dir=str(tmp_path / "spool"), retry_seconds=10)
@@ -210,10 +210,10 @@ def test_local_ray_dashboard_binds_localhost_by_default() -> None:
     """The composed default and what cluster.connect hands ray.init (the real run above checks the URL Ray prints)."""
     from raymlops.launch import cluster
 
-    config = config_mod.compose_dict(["+experiment=quickstart"])
-    assert config["ray"]["dashboard_host"] == "127.0.0.1"
+    config = config_mod.compose(["+experiment=quickstart"])
+    assert config.ray.dashboard_host == "127.0.0.1"
     source = inspect.getsource(cluster.connect)
-    assert 'host = rcfg.get("dashboard_host", "127.0.0.1")' in source and "dashboard_host=host" in source
+    assert "host = rcfg.dashboard_host" in source and "dashboard_host=host" in source
     start = inspect.getsource(cluster.start_local_cluster)
     assert 'dashboard_host: str = "127.0.0.1"' in start and "dashboard_host=dashboard_host" in start
 
@@ -320,7 +320,7 @@ def test_image_folder_cache_is_loaded_weights_only() -> None:
 )
 def test_target_keys_are_refused(override: str) -> None:
     with pytest.raises(UserError) as err:
-        config_mod.compose_dict(["+experiment=smoke", override])
+        config_mod.compose(["+experiment=smoke", override])
     assert "_target_" in str(err.value)
 
 

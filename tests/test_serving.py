@@ -21,6 +21,7 @@ import requests
 from conftest import REPO, overrides
 
 from raymlops import tracking
+from raymlops.config.schema import ModelConfig, ModelName
 from raymlops.core.names import TAG_ROLE
 from raymlops.models.image_codec import encode_image
 from raymlops.post import model_registry
@@ -57,7 +58,7 @@ def champion(ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> dict
     uri = store["mlflow.tracking_uri"]
     splits = load_splits(SMOKE_DATA, seed=0)
     torch.manual_seed(0)
-    model = build_model({"name": "fast_cnn", "width": 16}, splits.channels, splits.num_classes)
+    model = build_model(ModelConfig(name=ModelName.fast_cnn, width=16), splits.channels, splits.num_classes)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     mean, std = torch.tensor(splits.mean).view(1, -1, 1, 1), torch.tensor(splits.std).view(1, -1, 1, 1)
     for start in range(0, len(splits.train_y), 64):
@@ -160,11 +161,11 @@ def test_mlflow_models_serve_answers_images(champion: dict[str, Any]) -> None:
 def test_ray_serve_split_and_hot_swap(champion: dict[str, Any]) -> None:
     """@champion v1 and @challenger v2 at 50/50 over 200 requests; then @champion moves to v2 while requests keep
     coming: none fails and the champion's answers come from v2. Per-version stats land in the serve run."""
-    from raymlops.config import compose_dict
+    from raymlops.config import compose
     from raymlops.serving.app import start, stop
 
     port = _free_port()
-    config = compose_dict(
+    config = compose(
         overrides(
             champion["store"],
             "+experiment=smoke",

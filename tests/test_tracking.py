@@ -100,13 +100,13 @@ def test_a_trial_killed_before_its_first_checkpoint_counts_its_restart(sqlite_ur
     again from scratch in the same run, and the run says so each time: the restarts tag and a point per start."""
     import torch
 
-    from raymlops.config import compose_dict
+    from raymlops.config import compose
     from raymlops.core.names import TAG_RESTARTS
     from raymlops.training.session import Session
     from raymlops.training.tracked_run import start_tracking
     from raymlops.training.training_state import Progress
 
-    config = compose_dict(["+experiment=smoke", f"mlflow.spool_dir={tmp_path / 'spool'}"])
+    config = compose(["+experiment=smoke", f"mlflow.spool_dir={tmp_path / 'spool'}"])
     exp = tracking.ensure_experiment(sqlite_uri, "t", str(tmp_path / "art"))
     create = {"experiment_id": exp, "run_key": "search/t1", "run_name": "t1", "tags": {"raymlops.role": "trial"}}
     session = Session(rank=0, world_size=1, device=torch.device("cpu"), report=lambda m, d: None)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from raymlops.bench.harness import CIFAR, alternate, local_ray, ratios, store
+from raymlops.config.schema import Config, DataConfig, DatasetName, LrSchedule, ModelConfig, ModelName
 
 # ------------------------------------------------------------------ overhead
 
@@ -49,7 +50,7 @@ def _bare_tune(n: int, storage: str) -> dict[str, float]:
         from raymlops.models import build_model
 
         (x, y), _, _ = synthetic(256, 64)
-        model = build_model({"name": "fast_cnn", "width": 8}, 3, 10)
+        model = build_model(ModelConfig(name=ModelName.fast_cnn, width=8), 3, 10)
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         for epoch in range(1, 3):
             t0 = time.perf_counter()
@@ -186,7 +187,7 @@ def bench_asha(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, 
 # ------------------------------------------------------------------ tracking, throughput
 
 
-def _loop_config(tmp: str, tracking_on: bool, epochs: int) -> tuple[dict[str, Any], Any, Any]:
+def _loop_config(tmp: str, tracking_on: bool, epochs: int) -> tuple[Config, Any, Any]:
     """A smoke config, the run contract to log to (None: MLflow off) and a 1-worker CPU session."""
     import torch
 
@@ -195,7 +196,7 @@ def _loop_config(tmp: str, tracking_on: bool, epochs: int) -> tuple[dict[str, An
     from raymlops.config.contract import Launch
     from raymlops.training.session import Session
 
-    cfg = C.compose_dict(
+    cfg = C.compose(
         [
             "+experiment=smoke",
             "data.num_train=3000",
@@ -208,7 +209,7 @@ def _loop_config(tmp: str, tracking_on: bool, epochs: int) -> tuple[dict[str, An
     )
     run = None
     if tracking_on:
-        uri = cfg["mlflow"]["tracking_uri"]
+        uri = cfg.mlflow.tracking_uri
         launch = Launch(uri, tracking.ensure_experiment(uri, "bench", f"{tmp}/art"), False, {"CPU": 1.0}, {}, 1)
         run = launch.run("train", f"bench-{time.time_ns()}", "bench", log_model=False)
     session = Session(rank=0, world_size=1, device=torch.device("cpu"), report=lambda m, d: None)
@@ -240,10 +241,8 @@ def _bare_pytorch(epochs: int) -> dict[str, float]:
     from raymlops.models import build_model
 
     torch.manual_seed(0)
-    s = load_splits(
-        {"name": "synthetic", "num_train": 3000, "num_test": 200, "num_classes": 10, "image_size": 32, "val_fraction": 0.1}, 0
-    )
-    model = build_model({"name": "fast_cnn", "width": 16}, 3, 10)
+    s = load_splits(DataConfig(name=DatasetName.synthetic, num_train=3000, num_test=200), 0)
+    model = build_model(ModelConfig(name=ModelName.fast_cnn, width=16), 3, 10)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     mean, std = torch.tensor(s.mean).view(1, -1, 1, 1), torch.tensor(s.std).view(1, -1, 1, 1)
     seen, t_train = 0, 0.0
@@ -277,7 +276,7 @@ def bench_throughput(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], f
     def ours() -> dict[str, float]:
         with tempfile.TemporaryDirectory() as tmp:
             cfg, _, _ = _loop_config(tmp, False, epochs)
-            cfg["train"]["lr_schedule"] = "none"
+            cfg.train.lr_schedule = LrSchedule.none
             points: list[dict[str, Any]] = []
             session = Session(rank=0, world_size=1, device=torch.device("cpu"), report=lambda m, d: points.append(m))
             run_training(cfg, None, session)
@@ -297,7 +296,7 @@ from raymlops.training.loop import run_training
 from raymlops.training.session import Session
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
-cfg = C.compose_dict(json.loads(sys.argv[1]))
+cfg = C.compose(json.loads(sys.argv[1]))
 points = []
 def prepare(m):
     return torch.nn.parallel.DistributedDataParallel(m)
@@ -330,10 +329,10 @@ def bench_ddp(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, s
             from raymlops.config.contract import Launch
             from raymlops.launch.job import torch_trainer
 
-            cfg = C.compose_dict([*args, *store(f"{tmp}/r{time.time_ns()}")])
+            cfg = C.compose([*args, *store(f"{tmp}/r{time.time_ns()}")])
             launch = Launch("", "", False, {"CPU": 1.0}, {}, 1)
             t0 = time.perf_counter()
-            trainer = torch_trainer(cfg, None, launch, f"bench-ddp-{time.time_ns()}", cfg["storage_path"])
+            trainer = torch_trainer(cfg, None, launch, f"bench-ddp-{time.time_ns()}", cfg.storage_path)
             result = trainer.fit()
             df = result.metrics_dataframe
             train_s = float(df["epoch_time_s"].sum()) if df is not None and "epoch_time_s" in df else float("nan")
@@ -391,7 +390,7 @@ def _documented_loop(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     (x, y), _, _ = synthetic(2000, 200)
-    model = ray.train.torch.prepare_model(build_model({"name": "fast_cnn", "width": 16}, 3, 10))
+    model = ray.train.torch.prepare_model(build_model(ModelConfig(name=ModelName.fast_cnn, width=16), 3, 10))
     opt = torch.optim.SGD(model.parameters(), lr=config["lr"], momentum=0.9)
     t0 = time.perf_counter()
     shard_x, shard_y = x[rank::world], y[rank::world]
@@ -468,21 +467,11 @@ def bench_ddp_search(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], f
 # ------------------------------------------------------------------ gpu
 
 
-def _gpu_data() -> dict[str, Any]:
+def _gpu_data() -> DataConfig:
     """The real CIFAR-10 copy when it is beside the repository, else a synthetic set of the same size."""
-    root = str(CIFAR) if CIFAR.is_dir() else None
-    return (
-        {"name": "imagefolder", "root": root, "image_size": 32, "cache_dir": ".raymlops/cache", "val_fraction": 0.0}
-        if root
-        else {
-            "name": "synthetic",
-            "num_train": 50000,
-            "num_test": 10000,
-            "num_classes": 10,
-            "image_size": 32,
-            "val_fraction": 0.0,
-        }
-    )
+    if CIFAR.is_dir():
+        return DataConfig(name=DatasetName.imagefolder, root=str(CIFAR), val_fraction=0.0)
+    return DataConfig(name=DatasetName.synthetic, num_train=50000, num_test=10000, val_fraction=0.0)
 
 
 def bench_gpu(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, str]:
@@ -505,7 +494,7 @@ def bench_gpu(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, s
     rows = []
     for seed in range(2 if quick else 5):
         torch.manual_seed(seed)
-        model = build_model({"name": "fast_cnn", "width": 64}, 3, 10).to(dev).to(memory_format=torch.channels_last)
+        model = build_model(ModelConfig(name=ModelName.fast_cnn, width=64), 3, 10).to(dev).to(memory_format=torch.channels_last)
         epochs, bs = 10, 512
         steps = epochs * ((len(y) + bs - 1) // bs)
         opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4)

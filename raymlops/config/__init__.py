@@ -1,11 +1,11 @@
 """The config layer: the typed schema, compose conf/ onto it with Hydra, validate it before Ray, dotted keys, and
 the run contract.
 
-`compose(overrides)` is the way in: it returns the validated, typed Config (config.schema); `compose_dict` the
-same as plain nested dicts.
+`compose(overrides)` is the way in: it returns the validated, typed Config (config.schema) that crosses into Ray;
+`to_dict` / `from_dict` turn it into plain values (checkpoints, MLflow params) and back.
 """
 
-from raymlops.config.compose import compose, compose_dict, resolve_paths
+from raymlops.config.compose import compose, resolve_paths
 from raymlops.config.contract import RunContract
 from raymlops.config.dotted import apply_overrides, flatten, get_dotted, set_dotted
 from raymlops.config.keys import conf_dir, experiments, unknown_key_message
@@ -19,7 +19,6 @@ __all__ = [
     "RunContract",
     "apply_overrides",
     "compose",
-    "compose_dict",
     "conf_dir",
     "experiments",
     "flatten",

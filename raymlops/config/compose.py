@@ -17,7 +17,6 @@ from raymlops.config.dotted import flatten
 from raymlops.config.keys import close_key, conf_dir, experiments, field_type, known_keys, schema_fields, unknown_key_message
 from raymlops.config.schema import Config, register_schema
 from raymlops.config.search_space import normalise_space
-from raymlops.config.tree import to_dict
 from raymlops.config.validate import validate
 from raymlops.core.errors import UserError
 
@@ -64,13 +63,6 @@ def compose(overrides: list[str]) -> Config:
     validate(config)
     resolve_paths(config, Path.cwd())
     return config
-
-
-def compose_dict(overrides: list[str]) -> dict[str, Any]:
-    """compose() as nested plain dicts (enums as their names): the form the layers below config still take."""
-    plain = to_dict(compose(overrides))
-    assert isinstance(plain, dict)
-    return plain
 
 
 def _is_mapping_override(item: str) -> bool:

@@ -26,12 +26,16 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def get_dotted(tree: dict[str, Any], dotted: str) -> Any:
+def get_dotted(tree: Any, dotted: str) -> Any:
+    """The value at a dotted key of nested dicts or of the typed config (its sections are dataclasses)."""
     node: Any = tree
     for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif not isinstance(node, dict) and hasattr(node, "__dataclass_fields__") and part in node.__dataclass_fields__:
+            node = getattr(node, part)
+        else:
             raise KeyError(dotted)
-        node = node[part]
     return node
 
 

@@ -6,10 +6,10 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from raymlops.config.schema import DataConfig
 from raymlops.data.sources import image_folder, synthetic, torchvision_set
 
 
@@ -34,7 +34,7 @@ class Splits:
         return len(self.classes)
 
 
-def load_splits(data: dict[str, Any], seed: int) -> Splits:
+def load_splits(data: DataConfig, seed: int) -> Splits:
     """Train/val/test for data.name; val is a seeded split of the training set.
 
     Kept in memory per process for the last data config asked for: the search driver decodes the
@@ -46,14 +46,14 @@ def load_splits(data: dict[str, Any], seed: int) -> Splits:
 @functools.lru_cache(maxsize=1)
 def _load_splits(data_json: str, seed: int) -> Splits:
     data = json.loads(data_json)
-    name = data["name"]
+    name = data.name
     if name == "synthetic":
-        (tx, ty), (sx, sy), classes = synthetic(data["num_train"], data["num_test"], data["num_classes"], data["image_size"])
+        (tx, ty), (sx, sy), classes = synthetic(data.num_train, data.num_test, data.num_classes, data.image_size)
     elif name == "imagefolder":
-        (tx, ty), (sx, sy), classes = image_folder(Path(data["root"]), data["image_size"], data["cache_dir"])
+        (tx, ty), (sx, sy), classes = image_folder(Path(data.root), data.image_size, data.cache_dir)
     else:
-        (tx, ty), (sx, sy), classes = torchvision_set(name, Path(data["root"]), bool(data["download"]))
-    return split(tx, ty, sx, sy, classes, data["val_fraction"], seed, data.get("subset"))
+        (tx, ty), (sx, sy), classes = torchvision_set(name, Path(data.root), bool(data.download))
+    return split(tx, ty, sx, sy, classes, data.val_fraction, seed, data.subset)
 
 
 def split(

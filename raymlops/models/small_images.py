@@ -5,19 +5,18 @@ No pretrained weights are ever fetched (weights=None everywhere).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
+from raymlops.config.schema import ModelConfig
 from raymlops.core.errors import UserError
 
 
-def build_model(model: dict[str, Any], in_channels: int, num_classes: int) -> nn.Module:
-    name = model["name"]
-    dropout = float(model.get("dropout") or 0.0)
+def build_model(model: ModelConfig, in_channels: int, num_classes: int) -> nn.Module:
+    name = model.name
+    dropout = float(model.dropout or 0.0)
     if name == "fast_cnn":
-        return FastCNN(in_channels, num_classes, width=int(model.get("width") or 64), dropout=dropout)
+        return FastCNN(in_channels, num_classes, width=int(model.width or 64), dropout=dropout)
     if name == "resnet18":
         return _resnet18(in_channels, num_classes)
     if name in ("mobilenet_v3_small", "mobilenet_v3_large"):

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from raymlops.config.contract import RunContract
+from raymlops.config.schema import Config
 from raymlops.core import names
 from raymlops.data import Splits, load_splits
 from raymlops.models import build_model
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_and_register(
-    config: dict[str, Any],
+    config: Config,
     search: RunContract,
     result: Any,
     best: dict[str, Any],
@@ -40,7 +41,7 @@ def evaluate_and_register(
         return {}
     model, splits = _load_trained(ckpt_path)
     device = torch.device("cuda" if search.launch.use_gpu and torch.cuda.is_available() else "cpu")
-    evaluation = evaluate_model(model, splits, device, batch_size=config["train"]["eval_batch_size"])
+    evaluation = evaluate_model(model, splits, device, batch_size=config.train.eval_batch_size)
     # the run id is empty when the trial's run was opened late (the tracker was down when the trial began)
     uri, key = search.launch.tracking_uri, f"{search.run_key}/{best['trial_id']}"
     child = (
@@ -50,13 +51,13 @@ def evaluate_and_register(
     )
     out: dict[str, Any] = {"test_acc": evaluation["test_acc"], "test_loss": evaluation["test_loss"]}
     _log_test_metrics(config, uri, [r for r in dict.fromkeys([parent_id, child]) if r], evaluation, out, steps)
-    metric = config["tune"]["metric"]
+    metric = config.tune.metric
     print(
         f"Best trial {best['trial_id']}: {metric}={best[metric]:.4f}, "
         f"test_acc={evaluation['test_acc']:.4f} on {evaluation['n_test']} test images",
         flush=True,
     )
-    if not config["registry"]["register"] or not child:
+    if not config.registry.register or not child:
         return out
     registered = _register(config, uri, child, parent_id, model, splits, evaluation, steps, ckpt_path, version_tags or {})
     return {**out, **registered}
@@ -66,14 +67,14 @@ def _load_trained(ckpt_path: str) -> tuple[nn.Module, Splits]:
     """The trial's model with its final weights, and its data, from the checkpoint's own config."""
     state = load_any(ckpt_path)
     trial_cfg = state["config"]
-    splits = load_splits(trial_cfg["data"], seed=trial_cfg["train"]["seed"])  # decoded in preflight: no reload
-    model = build_model(trial_cfg["model"], splits.channels, splits.num_classes)
+    splits = load_splits(trial_cfg.data, seed=trial_cfg.train.seed)  # decoded in preflight: no reload
+    model = build_model(trial_cfg.model, splits.channels, splits.num_classes)
     model.load_state_dict(state["model"])
     return model, splits
 
 
 def _log_test_metrics(
-    config: dict[str, Any], uri: str, runs: list[str], evaluation: dict[str, Any], out: dict[str, Any], steps: TrackerSteps
+    config: Config, uri: str, runs: list[str], evaluation: dict[str, Any], out: dict[str, Any], steps: TrackerSteps
 ) -> None:
     def log_eval() -> bool:
         log_evaluation(uri, runs, evaluation)
@@ -81,13 +82,13 @@ def _log_test_metrics(
 
     if not steps("the test-set evaluation", log_eval):
         for run_id in runs:  # the test metrics at least wait in the spool
-            spool = RunLogger(uri, run_id, spool_dir=config["mlflow"]["spool_dir"], retry_seconds=1)
+            spool = RunLogger(uri, run_id, spool_dir=config.mlflow.spool_dir, retry_seconds=1)
             spool.log_metrics(out, step=0)
             spool.flush(timeout_s=30)
 
 
 def _register(
-    config: dict[str, Any],
+    config: Config,
     uri: str,
     child: str,
     parent_id: str,
@@ -99,7 +100,7 @@ def _register(
     version_tags: dict[str, str],
 ) -> dict[str, Any]:
     """Log the model to the best trial's run, register it as candidate, decide the champion."""
-    name, rcfg = config["registry"]["model_name"], config["registry"]
+    name, rcfg = config.registry.model_name, config.registry
     metrics = {
         "test_acc": evaluation["test_acc"],
         "test_loss": evaluation["test_loss"],
@@ -112,7 +113,7 @@ def _register(
     )
     decision = version and steps(
         "the champion decision",
-        lambda: model_registry.decide_champion(uri, name, version, rcfg["promote"], min_improvement=rcfg["min_improvement"]),
+        lambda: model_registry.decide_champion(uri, name, version, rcfg.promote, min_improvement=rcfg.min_improvement),
     )
     if not decision:
         print(f"Best trial's model not registered (MLflow unreachable); its checkpoint is {ckpt_path}", flush=True)

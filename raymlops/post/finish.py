@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from raymlops.config.contract import RunContract
+from raymlops.config.schema import Config
 from raymlops.core import names
 from raymlops.core.console import table
 from raymlops.core.errors import UserError
@@ -22,18 +23,18 @@ from raymlops.tracking import RunLogger, client, copy_datasets, replay_dir, spoo
 log = logging.getLogger(__name__)
 
 
-def finish_search(config: dict[str, Any], search: RunContract, results: Any, parent: RunLogger) -> dict[str, Any]:
+def finish_search(config: Config, search: RunContract, results: Any, parent: RunLogger) -> dict[str, Any]:
     """Summary, plots and top-k on the parent; evaluate and register the best trial's model."""
-    tcfg, name = config["tune"], search.run_key
-    metric, mode = tcfg["metric"], tcfg["mode"]
-    keys = list((config.get("search_space") or {}).keys())
+    tcfg, name = config.tune, search.run_key
+    metric, mode = tcfg.metric, tcfg.mode
+    keys = list((config.search_space or {}).keys())
     rows = summary_mod.summarize(results, metric, mode, keys)
     errors = [r for r in results if r.error]
     if not rows:
         parent.close("FAILED")
         first = errors[0].error if errors else "no trial reported a metric"
         raise UserError(
-            f"No trial of search {name} produced {metric}: {first}. See the Ray logs under {config['storage_path']}/{name}."
+            f"No trial of search {name} produced {metric}: {first}. See the Ray logs under {config.storage_path}/{name}."
         )
     best = rows[0]
     out = {"search": name, "parent_run_id": parent.run_id, f"best_{metric}": best[metric], "best_trial_id": best["trial_id"]}
@@ -41,7 +42,7 @@ def finish_search(config: dict[str, Any], search: RunContract, results: Any, par
     parent.log_metrics({f"best_{metric}": best[metric], "trials_completed": len(rows), "trials_errored": len(errors)}, step=0)
     parent.set_tags({"best_trial_id": best["trial_id"], "best_run_id": best["mlflow_run_id"]})
     parent.flush()
-    steps = TrackerSteps(config["mlflow"]["retry_seconds"])
+    steps = TrackerSteps(config.mlflow.retry_seconds)
     if best["mlflow_run_id"] and parent.run_id:  # the parent's Dataset column and lineage: what its trials trained on
         steps("the data set input", lambda: copy_datasets(search.launch.tracking_uri, best["mlflow_run_id"], parent.run_id or ""))
     _upload_report(config, search, rows, keys, parent.run_id or "", steps)
@@ -49,25 +50,25 @@ def finish_search(config: dict[str, Any], search: RunContract, results: Any, par
     out.update(selected_trial_id=chosen["trial_id"] if chosen else None, **version_tags)
     if chosen is None:
         print(f"Nothing registered: {version_tags[names.TAG_SELECT_RULE]}", flush=True)
-    elif config["evaluate"]["enabled"]:
+    elif config.evaluate.enabled:
         chosen_result = next(r for r in results if (r.metrics or {}).get("trial_id") == chosen["trial_id"])
         out.update(evaluate_and_register(config, search, chosen_result, chosen, parent.run_id or "", steps, version_tags))
         parent.set_tags({k: v for k, v in out.items() if k in ("registered_version", "champion_decision")})
     parent.close("FINISHED")
     _replay_leftovers(config, name, [parent.run_id or "", *(str(r.get("mlflow_run_id") or "") for r in rows)])
     cols = ["trial_id", metric, "epochs", *keys, "mlflow_run_id"]
-    print(f"\nTop trials of {name}:\n" + table(rows[: tcfg["top_k"]], cols), flush=True)
+    print(f"\nTop trials of {name}:\n" + table(rows[: tcfg.top_k], cols), flush=True)
     return out
 
 
 def _upload_report(
-    config: dict[str, Any], search: RunContract, rows: list[dict[str, Any]], keys: list[str], parent_id: str, steps: TrackerSteps
+    config: Config, search: RunContract, rows: list[dict[str, Any]], keys: list[str], parent_id: str, steps: TrackerSteps
 ) -> None:
-    metric = config["tune"]["metric"]
+    metric = config.tune.metric
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        files = summary_mod.write_top_k(rows, config["tune"]["top_k"], out)
-        summary_mod.learning_curves(rows, metric, config["train"]["epochs"], out / "learning_curves.png")
+        files = summary_mod.write_top_k(rows, config.tune.top_k, out)
+        summary_mod.learning_curves(rows, metric, config.train.epochs, out / "learning_curves.png")
         if keys:
             summary_mod.param_plots(rows, metric, keys, out / "params_vs_metric.png")
             summary_mod.parallel_coordinates(rows, metric, keys, out / "parallel_coordinates.png")
@@ -76,9 +77,9 @@ def _upload_report(
         steps("the search plots and top-k tables", lambda: [c.log_artifact(parent_id, str(f), "search") for f in uploads])
 
 
-def _replay_leftovers(config: dict[str, Any], name: str, run_ids: list[str]) -> None:
+def _replay_leftovers(config: Config, name: str, run_ids: list[str]) -> None:
     """Points spooled by this search's runs that no logger could send yet: one more try, else say how."""
-    spool, uri = config["mlflow"]["spool_dir"], config["mlflow"]["tracking_uri"]
+    spool, uri = config.mlflow.spool_dir, config.mlflow.tracking_uri
     prefixes = [r for r in run_ids if r] + [spool_name(None, f"{name}/")]
     try:
         sent, files = replay_dir(uri, spool, prefixes)

@@ -11,8 +11,7 @@ from typing import Any
 from raymlops.config import choices
 from raymlops.config.contract import RunContract
 from raymlops.config.objectives import describe_rule, objectives, select_rule
-from raymlops.config.schema import RegistryConfig, TuneConfig
-from raymlops.config.tree import from_dict
+from raymlops.config.schema import Config
 from raymlops.core import names
 from raymlops.post import pareto, population
 from raymlops.post.steps import TrackerSteps
@@ -22,7 +21,7 @@ MAX_TAG_CHARS = 5000  # MLflow model-version tag values
 
 
 def choose_trial(
-    config: dict[str, Any],
+    config: Config,
     search: RunContract,
     results: Any,
     rows: list[dict[str, Any]],
@@ -31,9 +30,8 @@ def choose_trial(
     steps: TrackerSteps,
 ) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """(the row to evaluate and register or None, the tags saying why) after the reports are on the parent run."""
-    tune, registry = from_dict(TuneConfig, config["tune"]), from_dict(RegistryConfig, config["registry"])
-    goals, rule = objectives(tune), select_rule(registry, tune)
-    wanted = [m for m in dict.fromkeys([*goals, rule["metric"], *rule["constraints"]]) if m != config["tune"]["metric"]]
+    goals, rule = objectives(config.tune), select_rule(config.registry, config.tune)
+    wanted = [m for m in dict.fromkeys([*goals, rule["metric"], *rule["constraints"]]) if m != config.tune.metric]
     pareto.add_metrics(rows, results, wanted)
     chosen, reason = _apply_rule(config, rows, goals, rule)
     tags = {names.TAG_SELECT_RULE: reason}
@@ -42,9 +40,9 @@ def choose_trial(
         out, files = Path(tmp), []
         if len(goals) > 1:
             files += pareto.write_front(rows, goals, keys, out)
-        if config["scheduler"]["name"] in choices.POPULATION_SCHEDULERS:
+        if config.scheduler.name in choices.POPULATION_SCHEDULERS:
             events = steps("reading the PBT lineage", lambda: population.lineage(uri, rows)) or []
-            files += population.write_lineage(events, rows, config["train"]["epochs"], out)
+            files += population.write_lineage(events, rows, config.train.epochs, out)
             parent.log_metrics({"pbt_exploits": len(events)}, step=0)
             if chosen and chosen.get("mlflow_run_id"):
                 plan = steps("reading the best trial's schedule", lambda: population.schedule(uri, chosen["mlflow_run_id"]))
@@ -59,11 +57,11 @@ def choose_trial(
 
 
 def _apply_rule(
-    config: dict[str, Any], rows: list[dict[str, Any]], goals: dict[str, str], rule: dict[str, Any]
+    config: Config, rows: list[dict[str, Any]], goals: dict[str, str], rule: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, str]:
     missing = pareto.missing_objectives(rows, goals)
     if missing:
         return None, f"no trial reported {', '.join(missing)} of tune.objectives; check the trials' logs"
-    if config["registry"].get("select"):
+    if config.registry.select:
         return pareto.select(rows, rule)
     return rows[0], f"{describe_rule(rule)}: trial {rows[0]['trial_id']}"

@@ -6,8 +6,10 @@ from typing import Any
 
 from ray import tune
 
+from raymlops.config.schema import Config
 
-def param_space(config: dict[str, Any]) -> dict[str, Any]:
+
+def param_space(config: Config) -> dict[str, Any]:
     """{'optim.lr': tune.loguniform(...), ...}: flat dotted keys, applied onto the config per trial."""
 
     samplers = {
@@ -17,4 +19,4 @@ def param_space(config: dict[str, Any]) -> dict[str, Any]:
         "randint": lambda s: tune.randint(s["lower"], s["upper"]),
         "choice": lambda s: tune.choice(s["values"]),
     }
-    return {key: samplers[spec["type"]](spec) for key, spec in (config.get("search_space") or {}).items()}
+    return {key: samplers[spec["type"]](spec) for key, spec in (config.search_space or {}).items()}

@@ -8,21 +8,22 @@ from typing import Any
 
 from ray.tune.schedulers import PopulationBasedTraining
 
+from raymlops.config.schema import Config
 from raymlops.search.param_space import param_space
 
 
-def build_population(config: dict[str, Any]) -> Any:
+def build_population(config: Config) -> Any:
     """PBT (random perturbations) or PB2 (a GP bandit picks the new values) per scheduler.name; metric and
     mode come from TuneConfig. Each report is one epoch, so intervals count epochs."""
-    sched, space = config["scheduler"], config["search_space"]
+    sched, space = config.scheduler, config.search_space
     common: dict[str, Any] = {
         "time_attr": "training_iteration",
-        "perturbation_interval": int(sched["perturbation_interval"]),
-        "quantile_fraction": float(sched["quantile_fraction"]),
-        "synch": bool(sched["synch"]),
+        "perturbation_interval": int(sched.perturbation_interval),
+        "quantile_fraction": float(sched.quantile_fraction),
+        "synch": bool(sched.synch),
         "custom_explore_fn": partial(clip_to_space, space=space),  # picklable: Tune saves the scheduler
     }
-    if sched["name"] == "pb2":
+    if sched.name == "pb2":
         from ray.tune.schedulers.pb2 import PB2
 
         bounds: dict[str, Any] = {str(k): [spec["lower"], spec["upper"]] for k, spec in space.items()}
@@ -30,7 +31,7 @@ def build_population(config: dict[str, Any]) -> Any:
     domains = param_space(config)
     mutations = {k: spec["values"] if spec["type"] == "choice" else domains[k] for k, spec in space.items()}
     return PopulationBasedTraining(
-        hyperparam_mutations=mutations, resample_probability=float(sched["resample_probability"]), log_config=False, **common
+        hyperparam_mutations=mutations, resample_probability=float(sched.resample_probability), log_config=False, **common
     )
 
 

@@ -9,39 +9,36 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
 from raymlops.config import choices
 from raymlops.config.objectives import is_multi_objective
-from raymlops.config.schema import TuneConfig
-from raymlops.config.tree import from_dict
+from raymlops.config.schema import Config
 from raymlops.launch.trial import in_process
 from raymlops.search.population import build_population
 from raymlops.search.promotion_asha import PromotionASHA
 
 
-def build_scheduler(config: dict[str, Any]) -> Any:
+def build_scheduler(config: Config) -> Any:
 
-    sched = config["scheduler"]
-    max_t = config["train"]["epochs"]
+    sched = config.scheduler
+    max_t = config.train.epochs
     common: dict[str, Any] = {"time_attr": "training_iteration"}  # metric and mode come from TuneConfig, set once
-    if is_multi_objective(
-        from_dict(TuneConfig, config["tune"])
-    ):  # TuneConfig then has none (OptunaSearch takes the lists): the primary, here
-        common.update(metric=config["tune"]["metric"], mode=config["tune"]["mode"])
-    if sched["name"] in choices.POPULATION_SCHEDULERS:
+    if is_multi_objective(config.tune):  # TuneConfig then has none (OptunaSearch takes the lists): the primary, here
+        common.update(metric=config.tune.metric, mode=config.tune.mode)
+    if sched.name in choices.POPULATION_SCHEDULERS:
         return build_population(config)
-    if sched["name"] == "asha":
+    if sched.name == "asha":
         asha = PromotionASHA if asha_mode(config) == "promote" else ASHAScheduler
-        grace = min(int(sched["grace_period"]), max_t)
-        return asha(max_t=max_t, grace_period=grace, reduction_factor=sched["reduction_factor"], **common)
-    if sched["name"] == "hyperband":
-        return HyperBandScheduler(max_t=max_t, reduction_factor=sched["reduction_factor"], **common)
+        grace = min(int(sched.grace_period), max_t)
+        return asha(max_t=max_t, grace_period=grace, reduction_factor=sched.reduction_factor, **common)
+    if sched.name == "hyperband":
+        return HyperBandScheduler(max_t=max_t, reduction_factor=sched.reduction_factor, **common)
     return FIFOScheduler()  # no metric of its own to set
 
 
-def asha_mode(config: dict[str, Any]) -> str:
+def asha_mode(config: Config) -> str:
     """scheduler.mode for ASHA: `promote` pauses a trial below its rung's top 1/rf and resumes it if it
     rises (raymlops.schedulers.PromotionASHA); `stop` is Ray Tune's ASHAScheduler; `auto` promotes
     trials that train inside their Tune actor (a pause costs a checkpoint) and stops DDP trials (a
     resume would cost a new worker group)."""
-    mode = str(config["scheduler"].get("mode", "auto"))
+    mode = str(config.scheduler.mode)
     if mode == "auto":
         return "promote" if in_process(config) else "stop"
     return mode

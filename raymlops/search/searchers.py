@@ -11,32 +11,31 @@ from ray.tune.search.optuna import OptunaSearch
 
 from raymlops.config import choices
 from raymlops.config.objectives import is_multi_objective, objectives
-from raymlops.config.schema import TuneConfig
-from raymlops.config.tree import from_dict
+from raymlops.config.schema import Config
 from raymlops.core.errors import UserError
 from raymlops.search.warm_start import WarmStart
 
 
-def build_search_alg(config: dict[str, Any], max_concurrent: int, warm: WarmStart | None = None) -> Any:
-    alg = config["search_alg"]
-    if alg["name"] == "random":  # seeded, so the same train.seed samples the same configurations
+def build_search_alg(config: Config, max_concurrent: int, warm: WarmStart | None = None) -> Any:
+    alg = config.search_alg
+    if alg.name == "random":  # seeded, so the same train.seed samples the same configurations
         from ray.tune.search import BasicVariantGenerator
 
         # PBT/PB2 need the whole population from the start (a paused member holds no CPU; the cluster limits
         # how many run): capped here, the members beyond max_concurrent would only be created once the first
         # ones ended, and never be compared with them
-        population = config["scheduler"]["name"] in choices.POPULATION_SCHEDULERS
-        return BasicVariantGenerator(random_state=config["train"]["seed"], max_concurrent=0 if population else max_concurrent)
+        population = config.scheduler.name in choices.POPULATION_SCHEDULERS
+        return BasicVariantGenerator(random_state=config.train.seed, max_concurrent=0 if population else max_concurrent)
 
-    if not config.get("search_space"):
+    if not config.search_space:
         raise UserError("search_alg=optuna needs a non-empty search_space in the experiment.")
-    seed = config["train"]["seed"]
-    if alg.get("sampler", "tpe") == "nsga2":
+    seed = config.train.seed
+    if alg.sampler == "nsga2":
         sampler: Any = NSGAIISampler(seed=seed)
     else:
-        sampler = TPESampler(seed=seed, n_startup_trials=alg.get("n_startup_trials", 5))
+        sampler = TPESampler(seed=seed, n_startup_trials=alg.n_startup_trials)
     goals: dict[str, Any] = {}
-    tune = from_dict(TuneConfig, config["tune"])
+    tune = config.tune
     if is_multi_objective(tune):  # metric and mode lists; TuneConfig has none then (it would overwrite them)
         goals = {"metric": list(objectives(tune)), "mode": list(objectives(tune).values())}
     if warm and warm.points:  # told to the study as finished trials (not run again): TPE starts informed

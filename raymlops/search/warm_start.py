@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raymlops.config.objectives import objectives
-from raymlops.config.schema import TuneConfig
-from raymlops.config.tree import from_dict
+from raymlops.config.schema import Config
 from raymlops.core import names
 from raymlops.core.errors import UserError
 from raymlops.tracking import client
@@ -28,9 +27,9 @@ class WarmStart:
     sources: list[str] = field(default_factory=list)
 
 
-def load_warm_start(config: dict[str, Any], uri: str, experiment_id: str, this_run_id: str) -> WarmStart:
+def load_warm_start(config: Config, uri: str, experiment_id: str, this_run_id: str) -> WarmStart:
     """The trials of the searches named by search_alg.warm_start (latest, a parent run id, or a list of them)."""
-    wanted = config["search_alg"].get("warm_start")
+    wanted = config.search_alg.warm_start
     if not wanted:
         return WarmStart()
     c = client(uri)
@@ -76,20 +75,20 @@ def _source_runs(c: Any, experiment_id: str, wanted: Any, this_run_id: str) -> l
     return found[:1]
 
 
-def _warn_dropped_keys(parent: Any, config: dict[str, Any], parent_id: str) -> None:
+def _warn_dropped_keys(parent: Any, config: Config, parent_id: str) -> None:
     try:
         old_space = json.loads(parent.data.params.get("search.space", "{}"))
     except ValueError:
         old_space = {}
     for key in old_space:
-        if key not in config["search_space"]:
+        if key not in config.search_space:
             log.warning("warm start: '%s' of search run %s is not in this search space; skipped", key, parent_id)
 
 
-def _point(child: Any, config: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
+def _point(child: Any, config: Config) -> tuple[dict[str, Any] | None, Any]:
     """One earlier trial as (point, reward); (None, None) when a value is missing or outside the new space."""
     point = {}
-    for key, spec in config["search_space"].items():
+    for key, spec in config.search_space.items():
         raw = child.data.params.get(key)
         value = None if raw is None else _convert(raw, spec)
         if value is None:
@@ -102,7 +101,7 @@ def _point(child: Any, config: dict[str, Any]) -> tuple[dict[str, Any] | None, A
             )
             return None, None
         point[key] = value
-    goals = objectives(from_dict(TuneConfig, config["tune"]))
+    goals = objectives(config.tune)
     values = [child.data.metrics.get(m) for m in goals]
     if any(v is None for v in values):
         return None, None  # a failed trial or one that never reported: nothing to tell the searcher

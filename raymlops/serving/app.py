@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from raymlops.config.schema import Config
+from raymlops.config.tree import to_dict
 from raymlops.core import names
 from raymlops.core.errors import UserError
 from raymlops.post.model_registry import alias_version
@@ -22,13 +24,13 @@ class ServeSession:
     versions: dict[str, str]  # alias -> version served at start
 
 
-def resolve_aliases(config: dict[str, Any]) -> dict[str, str]:
+def resolve_aliases(config: Config) -> dict[str, str]:
     """alias -> version for the aliases this session serves; a missing one is a UserError before Ray starts."""
-    s, name, uri = config["serve"], config["registry"]["model_name"], config["mlflow"]["tracking_uri"]
-    aliases = [s["champion_alias"]] + ([s["challenger_alias"]] if s["challenger_traffic"] > 0 else [])
+    s, name, uri = config.serve, config.registry.model_name, config.mlflow.tracking_uri
+    aliases = [s.champion_alias] + ([s.challenger_alias] if s.challenger_traffic > 0 else [])
     out = {}
     for alias in aliases:
-        version = alias_version(uri, name, alias, config["mlflow"]["retry_seconds"])
+        version = alias_version(uri, name, alias, config.mlflow.retry_seconds)
         if version is None:
             raise UserError(
                 f"No model version models:/{name}@{alias} at {uri}. Run a search first (it registers @champion), "
@@ -39,66 +41,66 @@ def resolve_aliases(config: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def start(config: dict[str, Any]) -> ServeSession:
+def start(config: Config) -> ServeSession:
     """Join or start Ray, open the session's MLflow run, deploy the application, return its URL."""
     from ray import serve
 
     from raymlops import tracking
     from raymlops.launch.cluster import connect
 
-    tracking.check_reachable(config["mlflow"]["tracking_uri"])
+    tracking.check_reachable(config.mlflow.tracking_uri)
     versions = resolve_aliases(config)
     connect(config)
     _check_fits(config, len(versions))
     run_id = _open_run(config, versions)
-    s = config["serve"]
-    serve.start(http_options={"host": s["host"], "port": s["port"]})
+    s = config.serve
+    serve.start(http_options={"host": s.host, "port": s.port})
     serve.run(_build(config, run_id), name=APP_NAME, route_prefix="/", blocking=False)
-    return ServeSession(f"http://{s['host']}:{s['port']}", run_id, config["mlflow"]["tracking_uri"], versions)
+    return ServeSession(f"http://{s.host}:{s.port}", run_id, config.mlflow.tracking_uri, versions)
 
 
-def _check_fits(config: dict[str, Any], n_aliases: int) -> None:
+def _check_fits(config: Config, n_aliases: int) -> None:
     import ray
 
-    s = config["serve"]
-    need, have = s["min_replicas"] * s["replica_cpus"] * n_aliases, ray.cluster_resources().get("CPU", 0)
+    s = config.serve
+    need, have = s.min_replicas * s.replica_cpus * n_aliases, ray.cluster_resources().get("CPU", 0)
     if need > have:
         raise UserError(
-            f"serve.min_replicas={s['min_replicas']} x serve.replica_cpus={s['replica_cpus']} x {n_aliases} alias(es) "
+            f"serve.min_replicas={s.min_replicas} x serve.replica_cpus={s.replica_cpus} x {n_aliases} alias(es) "
             f"needs {need} CPUs; the cluster has {have}. Lower serve.replica_cpus or serve.min_replicas."
         )
 
 
-def _build(config: dict[str, Any], run_id: str) -> Any:
+def _build(config: Config, run_id: str) -> Any:
     from raymlops.serving.deployments import ModelServer, Router
 
-    s, uri, name = config["serve"], config["mlflow"]["tracking_uri"], config["registry"]["model_name"]
+    s, uri, name = config.serve, config.mlflow.tracking_uri, config.registry.model_name
     autoscaling = {
-        "min_replicas": s["min_replicas"],
-        "max_replicas": s["max_replicas"],
-        "target_ongoing_requests": s["target_ongoing_requests"],
+        "min_replicas": s.min_replicas,
+        "max_replicas": s.max_replicas,
+        "target_ongoing_requests": s.target_ongoing_requests,
     }
 
     def server(alias: str) -> Any:
         return ModelServer.options(  # type: ignore[attr-defined]
-            name=f"model-{alias}", autoscaling_config=autoscaling, ray_actor_options={"num_cpus": s["replica_cpus"]}
-        ).bind(uri, name, alias, s["poll_interval_s"])
+            name=f"model-{alias}", autoscaling_config=autoscaling, ray_actor_options={"num_cpus": s.replica_cpus}
+        ).bind(uri, name, alias, s.poll_interval_s)
 
-    challenger = server(s["challenger_alias"]) if s["challenger_traffic"] > 0 else None
+    challenger = server(s.challenger_alias) if s.challenger_traffic > 0 else None
     keys = ("champion_alias", "challenger_alias", "challenger_traffic", "log_interval_s")
-    setup = {k: s[k] for k in keys} | {"model_name": name, "tracking_uri": uri, "run_id": run_id}
-    return Router.bind(server(s["champion_alias"]), challenger, setup)  # type: ignore[attr-defined]
+    setup = {k: getattr(s, k) for k in keys} | {"model_name": name, "tracking_uri": uri, "run_id": run_id}
+    return Router.bind(server(s.champion_alias), challenger, setup)  # type: ignore[attr-defined]
 
 
-def _open_run(config: dict[str, Any], versions: dict[str, str]) -> str:
+def _open_run(config: Config, versions: dict[str, str]) -> str:
     from raymlops import tracking
 
-    mcfg, name = config["mlflow"], config["registry"]["model_name"]
-    exp_id = tracking.ensure_experiment(mcfg["tracking_uri"], mcfg["experiment_name"], mcfg.get("artifact_location"))
+    mcfg, name = config.mlflow, config.registry.model_name
+    exp_id = tracking.ensure_experiment(mcfg.tracking_uri, mcfg.experiment_name, mcfg.artifact_location)
     tags = {names.TAG_ROLE: "serve", "raymlops.model_name": name} | {f"raymlops.serve.{a}": v for a, v in versions.items()}
-    c = tracking.client(mcfg["tracking_uri"])
+    c = tracking.client(mcfg.tracking_uri)
     run = c.create_run(exp_id, run_name=f"serve {name}", tags=tags)
-    for key, value in config["serve"].items():
+    for key, value in to_dict(config.serve).items():
         c.log_param(run.info.run_id, f"serve.{key}", str(value))
     return str(run.info.run_id)
 
@@ -117,10 +119,10 @@ def stop(session: ServeSession) -> dict[str, float]:
     return metrics
 
 
-def serve_until_stopped(config: dict[str, Any]) -> dict[str, float]:
+def serve_until_stopped(config: Config) -> dict[str, float]:
     """start, print how to call it, wait for Ctrl-C (or serve.duration_s), stop."""
     session = start(config)
-    name = config["registry"]["model_name"]
+    name = config.registry.model_name
     served = ", ".join(f"@{a} = v{v}" for a, v in session.versions.items())
     print(
         f"Serving {name} ({served}) at {session.url}; MLflow run {session.run_id}\n"
@@ -128,7 +130,7 @@ def serve_until_stopped(config: dict[str, Any]) -> dict[str, float]:
         f"  curl -s {session.url}/versions        (Ctrl-C stops)",
         flush=True,
     )
-    duration = config["serve"]["duration_s"]
+    duration = config.serve.duration_s
     deadline = time.monotonic() + duration if duration else float("inf")
     try:
         while time.monotonic() < deadline:

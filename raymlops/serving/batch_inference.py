@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from raymlops.config.schema import Config
 from raymlops.core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,14 @@ class Predictor:
             return pd.DataFrame({"label": [""], "class_index": [-1], "probability": [float("nan")], "error": [str(err)]})
 
 
-def items(config: dict[str, Any]) -> tuple[list[dict[str, Any]], bool, str]:
+def items(config: Config) -> tuple[list[dict[str, Any]], bool, str]:
     """The rows to predict, whether they carry true labels, and a description of the source."""
     from raymlops.data.images import list_images
     from raymlops.models.image_codec import encode_image
 
-    data, split = config["data"], config["predict"]["split"]
-    if data["name"] == "imagefolder":
-        found = list_images(Path(data["root"]), split)
+    data, split = config.data, config.predict.split
+    if data.name == "imagefolder":
+        found = list_images(Path(str(data.root)), split)
         labels = found.labels or [""] * len(found.paths)
         return (
             [{"path": p, "true_label": c} for p, c in zip(found.paths, labels, strict=True)],
@@ -75,13 +76,13 @@ def items(config: dict[str, Any]) -> tuple[list[dict[str, Any]], bool, str]:
         )
     from raymlops.data import load_splits
 
-    splits = load_splits(data, seed=config["train"]["seed"])
+    splits = load_splits(data, seed=config.train.seed)
     x, y = (splits.test_x, splits.test_y) if split == "test" else (splits.train_x, splits.train_y)
     rows = [
-        {"path": f"{data['name']}/{split}/{i:05d}", "image": encode_image(x[i].numpy()), "true_label": splits.classes[int(y[i])]}
+        {"path": f"{data.name}/{split}/{i:05d}", "image": encode_image(x[i].numpy()), "true_label": splits.classes[int(y[i])]}
         for i in range(len(y))
     ]
-    return rows, True, f"{data['name']} {split} split"
+    return rows, True, f"{data.name} {split} split"
 
 
 def model_classes(tracking_uri: str, model_uri: str) -> list[str]:
@@ -106,46 +107,44 @@ def model_classes(tracking_uri: str, model_uri: str) -> list[str]:
     return list(conf["classes"])
 
 
-def pool_size(config: dict[str, Any], gpu: bool) -> int:
+def pool_size(config: Config, gpu: bool) -> int:
     import ray
 
-    p = config["predict"]
-    if p["num_actors"]:
-        return int(p["num_actors"])
+    p = config.predict
+    if p.num_actors:
+        return int(p.num_actors)
     res = ray.cluster_resources()
-    by_cpu = int(res.get("CPU", 1) // p["cpus_per_actor"])
+    by_cpu = int(res.get("CPU", 1) // p.cpus_per_actor)
     return max(1, min(by_cpu, int(res.get("GPU", 0))) if gpu else by_cpu)
 
 
-def run_batch(config: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, float]:
+def run_batch(config: Config, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, float]:
     """rows through map_batches on an actor pool; return the predictions (in input order) and the wall seconds."""
     import ray
 
     from raymlops.launch.cluster import connect
 
     connect(config)
-    p = config["predict"]
-    gpu = p["use_gpu"] is True or (p["use_gpu"] == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
+    p = config.predict
+    gpu = p.use_gpu is True or (p.use_gpu == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
     size = pool_size(config, gpu)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = True
-    print(
-        f"Predicting {len(rows)} images with {size} actor(s) x {p['cpus_per_actor']} CPU{' + 1 GPU' if gpu else ''}", flush=True
-    )
+    print(f"Predicting {len(rows)} images with {size} actor(s) x {p.cpus_per_actor} CPU{' + 1 GPU' if gpu else ''}", flush=True)
     started = time.perf_counter()
-    source = ray.data.from_items(rows, override_num_blocks=max(size * 2, min(len(rows) // p["batch_size"], 200)))
+    source = ray.data.from_items(rows, override_num_blocks=max(size * 2, min(len(rows) // p.batch_size, 200)))
     ds = source.map_batches(
         Predictor,
         fn_constructor_kwargs={
-            "model_uri": p["model_uri"],
-            "tracking_uri": config["mlflow"]["tracking_uri"],
-            "threads": int(p["cpus_per_actor"]),
+            "model_uri": p.model_uri,
+            "tracking_uri": config.mlflow.tracking_uri,
+            "threads": int(p.cpus_per_actor),
         },
         compute=ray.data.ActorPoolStrategy(size=size),
-        batch_size=p["batch_size"],
+        batch_size=p.batch_size,
         batch_format="pandas",
-        num_cpus=p["cpus_per_actor"],
+        num_cpus=p.cpus_per_actor,
         num_gpus=1 if gpu else 0,
     )
     frames = list(ds.iter_batches(batch_format="pandas", batch_size=None))

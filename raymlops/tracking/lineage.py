@@ -8,16 +8,17 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from raymlops import __version__
 from raymlops.config.dotted import flatten
+from raymlops.config.schema import Config
+from raymlops.config.tree import to_dict
 from raymlops.core import names
 from raymlops.core.redact import redact, redact_text
 from raymlops.tracking.log_batch import MAX_PARAM_LEN
 
 
-def lineage(config: dict[str, Any], argv: list[str]) -> dict[str, str]:
+def lineage(config: Config, argv: list[str]) -> dict[str, str]:
     """Tags that say where a run came from; taken on the driver, where the working tree is."""
     import mlflow  # here, not at the top: only the driver takes lineage, and these imports cost seconds
     import ray
@@ -31,8 +32,8 @@ def lineage(config: dict[str, Any], argv: list[str]) -> dict[str, str]:
         "raymlops.versions": f"ray={ray.__version__} torch={torch.__version__} torchvision={torchvision.__version__} "
         f"mlflow={mlflow.__version__} python={platform.python_version()}",
         "raymlops.command": redact_text(" ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *argv])),
-        "raymlops.overrides": redact_text(" ".join(config.get("overrides", []))) or "(none)",
-        "raymlops.seed": str(config["train"]["seed"]),
+        "raymlops.overrides": redact_text(" ".join(config.overrides)) or "(none)",
+        "raymlops.seed": str(config.train.seed),
         "raymlops.host": platform.node(),
         **pipeline_tags(),
     }
@@ -52,9 +53,9 @@ def _git(*args: str) -> str:
         return ""
 
 
-def config_params(config: dict[str, Any]) -> dict[str, str]:
+def config_params(config: Config) -> dict[str, str]:
     """The resolved config as flat dotted params, credentials redacted, bookkeeping keys left out."""
     skip = ("search_space", "overrides", "lineage", "runtime", "serve", "predict")  # serve/predict: not training inputs
-    flat = flatten(redact({k: v for k, v in config.items() if k not in skip}))
+    flat = flatten(redact({k: v for k, v in to_dict(config).items() if k not in skip}))
     # tune.resume differs between a search and its resumption; MLflow refuses to change a logged param
     return {k: str(v)[:MAX_PARAM_LEN] for k, v in flat.items() if k != "tune.resume"}

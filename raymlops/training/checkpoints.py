@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from raymlops.config.schema import Config
 from raymlops.core.redact import redact
 from raymlops.training.ops import unwrap
 
@@ -28,7 +29,7 @@ DONE_MARKER = "raymlops_done.json"  # in a Tune trial's folder: the search ended
 
 
 def save_checkpoint(
-    config: dict[str, Any],
+    config: Config,
     model: nn.Module,
     optimizer: Any,
     scheduler: Any,
@@ -40,7 +41,7 @@ def save_checkpoint(
 ) -> str:
     """Write model/optimizer/scheduler/epoch, the logged points and the resolved config, with a sha256
     manifest, into a fresh local dir."""
-    base = config.get("checkpoint", {}).get("dir")
+    base = config.checkpoint.dir
     if base:
         Path(base).mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="raymlops-ckpt-", dir=base))

@@ -17,8 +17,7 @@ from torch import nn
 
 from raymlops.config.contract import RunContract
 from raymlops.config.objectives import needs_costs
-from raymlops.config.schema import RegistryConfig, TuneConfig
-from raymlops.config.tree import from_dict
+from raymlops.config.schema import Config
 from raymlops.core import names
 from raymlops.data import augment, load_splits, normalise
 from raymlops.models import build_model
@@ -40,7 +39,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     run_training(loop_config["config"], loop_config["run"], ray_train_session())
 
 
-def run_training(config: dict[str, Any], run: RunContract | None, session: Session) -> dict[str, Any]:
+def run_training(config: Config, run: RunContract | None, session: Session) -> dict[str, Any]:
     """Train for train.epochs (resuming from a checkpoint if given); return the last epoch's metrics."""
     recipe = Recipe(config, run, session)
     try:
@@ -56,13 +55,13 @@ class Recipe:
     """One job's or trial's training, set up in the constructor: data, model, optimizer, restored
     checkpoint, MLflow run; then `train_epoch`, `save_and_report` per epoch, and `finish`."""
 
-    def __init__(self, config: dict[str, Any], run: RunContract | None, session: Session):
-        self.config, self.run, self.session, self.train_cfg = config, run, session, config["train"]
-        torch.manual_seed(self.train_cfg["seed"] + session.rank)
-        torch.set_num_threads(max(1, round(config["scaling"]["cpus_per_worker"])))
-        self.splits = load_splits(config["data"], seed=self.train_cfg["seed"])
+    def __init__(self, config: Config, run: RunContract | None, session: Session):
+        self.config, self.run, self.session, self.train_cfg = config, run, session, config.train
+        torch.manual_seed(self.train_cfg.seed + session.rank)
+        torch.set_num_threads(max(1, round(config.scaling.cpus_per_worker)))
+        self.splits = load_splits(config.data, seed=self.train_cfg.seed)
         self.model = self._build_model()
-        self.steps_per_epoch = steps_per_epoch(len(self.splits.train_y), self.train_cfg["batch_size"], session.world_size)
+        self.steps_per_epoch = steps_per_epoch(len(self.splits.train_y), self.train_cfg.batch_size, session.world_size)
         self.optimizer, self.scheduler = build_optimizer(config, self.model, self.steps_per_epoch)
         self.progress = Progress.from_state(restore(session.restore_dirs, self.model, self.optimizer, self.scheduler))
         self.tracker: NullLogger = open_tracker(config, run, session, self.progress.run_id)
@@ -70,33 +69,29 @@ class Recipe:
         self._prepare_tensors()  # before any report: a re-report needs the cost figures (and their val images)
         if 0 <= session.known_epoch < self.progress.epoch:
             self._report_again(session.known_epoch)
-        self.last_epoch = min(self.train_cfg["epochs"], session.stop_epoch or self.train_cfg["epochs"])
+        self.last_epoch = min(self.train_cfg.epochs, session.stop_epoch or self.train_cfg.epochs)
         if session.after_restore:
             session.after_restore()
 
     def _build_model(self) -> nn.Module:
-        model = build_model(self.config["model"], self.splits.channels, self.splits.num_classes)
-        if self.train_cfg.get("channels_last"):
+        model = build_model(self.config.model, self.splits.channels, self.splits.num_classes)
+        if self.train_cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return self.session.prepare_model(model.to(self.session.device))
 
     def _prepare_tensors(self) -> None:
-        device, seed = self.session.device, self.train_cfg["seed"]
+        device, seed = self.session.device, self.train_cfg.seed
         self.mean = torch.tensor(self.splits.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(self.splits.std, device=device).view(1, -1, 1, 1)
         self.tensors = {
             k: getattr(self.splits, k).to(device, non_blocking=True) for k in ("train_x", "train_y", "val_x", "val_y")
         }
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=self.train_cfg["label_smoothing"])
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=self.train_cfg.label_smoothing)
         self.aug_gen = torch.Generator().manual_seed(seed * 1000 + self.session.rank)
-        self.amp = autocast(self.train_cfg.get("amp", "auto"), device)
+        self.amp = autocast(self.train_cfg.amp, device)
         self.global_step = self.progress.epoch * self.steps_per_epoch
         self.metrics: dict[str, Any] = self.progress.history[-1] if self.progress.history else {}
-        self.costs: dict[str, float] | None = (
-            None
-            if needs_costs(from_dict(TuneConfig, self.config["tune"]), from_dict(RegistryConfig, self.config["registry"]))
-            else {}
-        )
+        self.costs: dict[str, float] | None = None if needs_costs(self.config.tune, self.config.registry) else {}
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over this rank's shard, then validation over all ranks; the epoch's metrics, logged."""
@@ -136,9 +131,9 @@ class Recipe:
         return metrics
 
     def _step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        xb = augment(xb, self.aug_gen) if self.config["data"].get("augment") else xb
+        xb = augment(xb, self.aug_gen) if self.config.data.augment else xb
         xb = normalise(xb, self.mean, self.std)
-        if self.train_cfg.get("channels_last"):
+        if self.train_cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with self.amp:
             loss = self.loss_fn(self.model(xb), yb)
@@ -150,7 +145,7 @@ class Recipe:
         return loss
 
     def _log_step(self, loss: torch.Tensor) -> None:
-        every, step = self.train_cfg.get("log_every_n_steps") or 0, self.global_step
+        every, step = self.train_cfg.log_every_n_steps or 0, self.global_step
         if every and step % every == 0 and step not in self.already.get(names.STEP_METRIC, set()):
             point = [step, loss.item(), now_ms()]
             self.progress.step_points.append(point)
@@ -175,9 +170,9 @@ class Recipe:
         """latency_ms / params_m of the trained model, measured once (after its first epoch here) when needed."""
         if self.costs is None:
             sample = normalise(self.tensors["val_x"][:1], self.mean, self.std)
-            if self.train_cfg.get("channels_last"):
+            if self.train_cfg.channels_last:
                 sample = sample.contiguous(memory_format=torch.channels_last)
-            self.costs = model_costs(unwrap(self.model), sample, int(self.config["tune"].get("latency_runs", 30)))
+            self.costs = model_costs(unwrap(self.model), sample, int(self.config.tune.latency_runs))
             self.tracker.log_metrics(self.costs, step=epoch)
         return self.costs
 
@@ -202,8 +197,8 @@ class Recipe:
             uri, splits, model = run.launch.tracking_uri, self.splits, unwrap(self.model)
             retry_or_none(
                 lambda: log_model(uri, run_id, model, splits),
-                self.config["mlflow"]["retry_seconds"],
-                f"the model was not logged to run {run_id}; it is in the checkpoint under {self.config['storage_path']}",
+                self.config.mlflow.retry_seconds,
+                f"the model was not logged to run {run_id}; it is in the checkpoint under {self.config.storage_path}",
             )
         self.tracker.close("FINISHED")
         return self.metrics

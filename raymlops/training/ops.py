@@ -10,6 +10,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from raymlops.config.schema import TrainConfig
 from raymlops.data import normalise
 
 
@@ -24,16 +25,16 @@ class Shard(Protocol):
     def device(self) -> torch.device: ...
 
 
-def batches(x: torch.Tensor, y: torch.Tensor, train_cfg: dict[str, Any], session: Shard, epoch: int) -> Any:
+def batches(x: torch.Tensor, y: torch.Tensor, train_cfg: TrainConfig, session: Shard, epoch: int) -> Any:
     """This rank's shard of a seeded epoch permutation (DistributedSampler semantics), in batches."""
 
     indices: Any = range(len(y))  # a range is a valid map-style dataset of indices
     sampler: DistributedSampler[int] = DistributedSampler(
-        indices, num_replicas=session.world_size, rank=session.rank, shuffle=True, seed=train_cfg["seed"], drop_last=False
+        indices, num_replicas=session.world_size, rank=session.rank, shuffle=True, seed=train_cfg.seed, drop_last=False
     )
     sampler.set_epoch(epoch)
     idx = torch.tensor(list(iter(sampler)), device=x.device)
-    per_worker = train_cfg["batch_size"] // session.world_size
+    per_worker = train_cfg.batch_size // session.world_size
     for i in range(0, len(idx), per_worker):
         b = idx[i : i + per_worker]
         yield x[b], y[b]
@@ -81,15 +82,15 @@ def evaluate_shard(
     y: torch.Tensor,
     mean: torch.Tensor,
     std: torch.Tensor,
-    train_cfg: dict[str, Any],
+    train_cfg: TrainConfig,
     session: Shard,
     loss_fn: nn.Module,
 ) -> tuple[float, float]:
     """Validation loss and accuracy over all ranks (each rank scores a strided shard)."""
     xs, ys = x[session.rank :: session.world_size], y[session.rank :: session.world_size]
     net = unwrap(model)
-    with autocast(train_cfg.get("amp", "auto"), session.device):
-        logits = predict(net, xs, mean, std, train_cfg.get("eval_batch_size", 1024), bool(train_cfg.get("channels_last")))
+    with autocast(train_cfg.amp, session.device):
+        logits = predict(net, xs, mean, std, train_cfg.eval_batch_size, bool(train_cfg.channels_last))
     loss = loss_fn(logits, ys) * len(ys) if len(ys) else torch.zeros((), device=x.device)
     correct = (logits.argmax(1) == ys).sum() if len(ys) else torch.zeros((), device=x.device)
     loss_sum, n_correct, n = all_reduce(loss, correct, len(ys), x.device)

@@ -8,28 +8,30 @@ from typing import Any
 import torch
 from torch import nn
 
+from raymlops.config.schema import Config
+
 
 def steps_per_epoch(n: int, global_batch: int, world: int) -> int:
     per_worker = global_batch // world
     return max(1, math.ceil(math.ceil(n / world) / per_worker))
 
 
-def build_optimizer(config: dict[str, Any], model: nn.Module, steps_per_epoch: int) -> tuple[Any, Any]:
-    opt, train_cfg = config["optim"], config["train"]
+def build_optimizer(config: Config, model: nn.Module, steps_per_epoch: int) -> tuple[Any, Any]:
+    opt, train_cfg = config.optim, config.train
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": opt["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
-    if opt["name"] == "sgd":
+    groups = [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if opt.name == "sgd":
         optimizer: Any = torch.optim.SGD(
-            groups, lr=opt["lr"], momentum=opt["momentum"], nesterov=bool(opt.get("nesterov")) and opt["momentum"] > 0
+            groups, lr=opt.lr, momentum=opt.momentum, nesterov=bool(opt.nesterov) and opt.momentum > 0
         )
     else:
-        optimizer = torch.optim.AdamW(groups, lr=opt["lr"], betas=(opt["momentum"], 0.999))
-    total = max(1, train_cfg["epochs"] * steps_per_epoch)
-    warmup = int(train_cfg.get("warmup_epochs", 0) * steps_per_epoch)
-    kind = train_cfg.get("lr_schedule", "cosine")
+        optimizer = torch.optim.AdamW(groups, lr=opt.lr, betas=(opt.momentum, 0.999))
+    total = max(1, train_cfg.epochs * steps_per_epoch)
+    warmup = int(train_cfg.warmup_epochs * steps_per_epoch)
+    kind = train_cfg.lr_schedule
 
     def factor(step: int) -> float:
         if step < warmup:

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from raymlops.config.contract import RunContract
+from raymlops.config.schema import Config, DataConfig
 from raymlops.core import names
 from raymlops.data import Splits
 from raymlops.tracking import (
@@ -28,11 +29,11 @@ log = logging.getLogger(__name__)
 RESUMES = "restarts"  # the metric a restart logs: its number, at the epoch it resumed from
 
 
-def open_tracker(config: dict[str, Any], run: RunContract | None, session: Session, run_id: str | None) -> NullLogger:
+def open_tracker(config: Config, run: RunContract | None, session: Session, run_id: str | None) -> NullLogger:
     """The loop's logger (tracking.logger_for decides who logs): run_id is the run a restored checkpoint
     logged to; without it, the contract's run is opened, or found again after a restart. No contract
     (a benchmark, a test): nothing is logged. A PBT trial restored from another trial's checkpoint keeps its own run."""
-    mcfg = config["mlflow"]
+    mcfg = config.mlflow
     if session.is_rank_zero and is_other_trials_run(config, run, run_id):
         run_id = None  # found again by this trial's run key
     return logger_for(
@@ -40,8 +41,8 @@ def open_tracker(config: dict[str, Any], run: RunContract | None, session: Sessi
         run.launch.tracking_uri if run else "",
         run_id,
         create=_run_spec(run) if run else None,
-        spool_dir=mcfg["spool_dir"],
-        retry_seconds=mcfg["retry_seconds"],
+        spool_dir=mcfg.spool_dir,
+        retry_seconds=mcfg.retry_seconds,
     )
 
 
@@ -54,7 +55,7 @@ def _run_spec(run: RunContract) -> dict[str, Any]:
 
 def start_tracking(
     tracker: NullLogger,
-    config: dict[str, Any],
+    config: Config,
     session: Session,
     progress: Progress,
     splits: Splits | None = None,
@@ -69,9 +70,9 @@ def start_tracking(
     # a run created just now has no points: no need to ask MLflow (two queries per trial otherwise)
     found = {"val_acc": set(), names.STEP_METRIC: set()} if tracker.fresh else _logged_steps(tracker, config)
     already = found or {"val_acc": set(), names.STEP_METRIC: set()}
-    mcfg = config["mlflow"]
-    if mcfg.get("system_metrics"):
-        tracker.start_system_metrics(float(mcfg["system_metrics_interval_s"]))
+    mcfg = config.mlflow
+    if mcfg.system_metrics:
+        tracker.start_system_metrics(float(mcfg.system_metrics_interval_s))
     if progress.run_id and tracker.run_id != progress.run_id:  # PBT exploit: the donor's points are not this run's
         record_exploit(tracker, config, progress.epoch, progress.run_id)
         return already
@@ -84,8 +85,8 @@ def start_tracking(
         if schedule := schedule_values(config):  # PBT: the values this trial starts with, step 0
             tracker.log_metrics(schedule, step=0)
         if splits is not None and tracker.run_id:
-            run_id, uri, spec = tracker.run_id, tracker.tracking_uri, dataset_spec(config["data"], splits)
-            retry_or_none(lambda: log_dataset(uri, run_id, spec), mcfg["retry_seconds"], f"no data set input on run {run_id}")
+            run_id, uri, spec = tracker.run_id, tracker.tracking_uri, dataset_spec(config.data, splits)
+            retry_or_none(lambda: log_dataset(uri, run_id, spec), mcfg.retry_seconds, f"no data set input on run {run_id}")
     if found is not None:  # unknown what MLflow has (tracker down): the spool holds the rest
         _backfill(tracker, progress, already)
     if progress.restarts:
@@ -100,15 +101,13 @@ def start_tracking(
 _DIGESTS: dict[int, str] = {}  # per process, by the splits' identity (load_splits keeps them cached)
 
 
-def dataset_spec(data: dict[str, Any], splits: Splits) -> dict[str, Any]:
+def dataset_spec(data: DataConfig, splits: Splits) -> dict[str, Any]:
     """What MLflow shows of the data set: its name, a digest of the decoded tensors, where it came from, sizes."""
     key = id(splits.train_x)
     if key not in _DIGESTS:
         _DIGESTS[key] = tensor_digest([splits.train_x, splits.train_y, splits.val_x, splits.val_y, splits.test_x, splits.test_y])
-    name = data["name"]
-    source = (
-        f"synthetic://seeded?num_train={data['num_train']}&num_test={data['num_test']}" if name == "synthetic" else data["root"]
-    )
+    name = data.name
+    source = f"synthetic://seeded?num_train={data.num_train}&num_test={data.num_test}" if name == "synthetic" else data.root
     profile = {
         "train": len(splits.train_y),
         "val": len(splits.val_y),
@@ -132,7 +131,7 @@ def _backfill(tracker: NullLogger, progress: Progress, already: dict[str, set[in
             already[names.STEP_METRIC].add(int(step))
 
 
-def _logged_steps(tracker: NullLogger, config: dict[str, Any]) -> dict[str, set[int]] | None:
+def _logged_steps(tracker: NullLogger, config: Config) -> dict[str, set[int]] | None:
     """The epochs and steps the run already has in MLflow; None when that cannot be known (tracker down)."""
     run_id = tracker.run_id
     if not run_id:
@@ -145,6 +144,6 @@ def _logged_steps(tracker: NullLogger, config: dict[str, Any]) -> dict[str, set[
 
     return retry_or_none(
         fetch,
-        config["mlflow"]["retry_seconds"],
+        config.mlflow.retry_seconds,
         f"epochs the checkpoint holds are not compared with run {run_id}",
     )
