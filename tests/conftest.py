@@ -90,22 +90,6 @@ def ray_session() -> Any:
     os.environ.pop("RAY_API_SERVER_ADDRESS", None)  # subprocesses of later tests start or join clusters of their own
 
 
-def port_block() -> int:
-    """This pytest-xdist worker's offset for the suites' fixed port ranges (0 without xdist): gw1 scans
-    1000 ports higher than gw0, so two workers never race for the same first free port."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return 1000 * int(worker[2:]) if worker[2:].isdigit() else 0
-
-
-def free_local_port() -> int:
-    """A TCP port nothing listens on now, on 127.0.0.1."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def postgres_state_dir(name: str) -> Path:
     """A server state folder PostgreSQL can enter: it runs as the unprivileged postgres user, which cannot
     enter pytest's 0700 temp dirs."""

@@ -10,15 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conftest import port_block
+from helpers import log_tail, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 PORTS = range(48000, 49000)  # this suite's port range (other suites run on the same machine), per xdist worker
@@ -88,58 +86,19 @@ def start_cli(module: str, args: list[str], log: Path, env: dict[str, str] | Non
     )
 
 
-def wait_for(
-    what: str,
-    check: Callable[[], Any],
-    timeout_s: float,
-    proc: subprocess.Popen[Any] | None = None,
-    log: Path | None = None,
-    every_s: float = 0.5,
-) -> Any:
-    """Poll check() until it returns something truthy; fail with the log's tail if proc exits or time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited ({proc.returncode}) while waiting for {what}:\n{tail(log)}")
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}:\n{tail(log)}")
-
-
-def tail(log: Path | None, n: int = 60) -> str:
-    if log is None or not log.is_file():
-        return ""
-    return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
-
-
 def finish(proc: subprocess.Popen[Any], log: Path, timeout_s: float) -> str:
     """Wait for a subprocess to exit 0 (killing its tree on timeout); return its output."""
     try:
         rc = proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         kill_tree(proc)
-        raise AssertionError(f"still running after {timeout_s:.0f}s:\n{tail(log)}") from None
+        raise AssertionError(f"still running after {timeout_s:.0f}s:\n{log_tail(log)}") from None
     text = log.read_text(errors="replace")
-    assert rc == 0, f"exit {rc}:\n{tail(log)}"
+    assert rc == 0, f"exit {rc}:\n{log_tail(log)}"
     return text
 
 
 # ------------------------------------------------------------------ an MLflow server we control
-
-
-def free_port(start: int) -> int:
-    """The first port from start within this suite's range (this xdist worker's block of it) that nothing listens on."""
-    block = port_block()
-    for port in range(start + block, PORTS.stop + block):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS.start + block}-{PORTS.stop + block - 1}")
 
 
 class MlflowServer:
@@ -184,7 +143,7 @@ class MlflowServer:
             except requests.RequestException:
                 return False
 
-        wait_for(f"mlflow server on port {self.port}", up, timeout_s, self.proc, self.log)
+        wait_until(up, timeout_s, what=f"mlflow server on port {self.port}", proc=self.proc, log=self.log)
 
     def stop(self) -> None:
         """Kill the server (and its gunicorn/uvicorn workers) the hard way: an outage, not a shutdown."""

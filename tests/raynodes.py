@@ -2,7 +2,7 @@
 
 Each `ray start --block` runs in a new session (setsid), so stopping kills that session's
 processes and nothing else on the machine (`ray stop` would end every Ray here, other people's
-included). Every fixed port comes from 46000-46999; the fake autoscaler's nodes pick free ones.
+included). Every fixed port comes from PORTS (helpers.free_ports(n, PORTS)); the fake autoscaler's nodes pick free ones.
 """
 
 from __future__ import annotations
@@ -10,40 +10,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
-from conftest import port_block
+from helpers import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-PORT_RANGE = (46000, 46999)
-_handed_out: set[int] = set()
-
-
-def free_ports(n: int) -> list[int]:
-    """n ports from PORT_RANGE that are free now and were not handed out earlier in this process."""
-    ports: list[int] = []
-    block = port_block()  # this xdist worker's ports
-    for port in range(PORT_RANGE[0] + block, PORT_RANGE[1] + block):
-        if port in _handed_out:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == n:
-            _handed_out.update(ports)
-            return ports
-    raise RuntimeError(f"fewer than {n} free ports in {PORT_RANGE}")
+PORTS = range(46000, 46999)  # this suite's fixed ports, per xdist worker
 
 
 def node_env(**extra: str) -> dict[str, str]:
@@ -111,11 +89,11 @@ def kill_session(sid: int, grace_s: float = 5.0) -> None:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + grace_s
-        while _session_pids(sid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not _session_pids(sid):
+        try:
+            wait_until(lambda: not _session_pids(sid), grace_s, what=f"session {sid} to exit on {sig.name}", interval_s=0.2)
             return
+        except AssertionError:
+            continue  # still running after grace_s: SIGKILL next (after SIGKILL, give up as before)
 
 
 def _session_pids(sid: int) -> list[int]:
@@ -144,19 +122,6 @@ def alive_nodes(gcs_address: str) -> dict[str, dict[str, float]]:
 
     info = GcsClient(address=gcs_address).get_all_node_info(timeout=10)
     return {node_id.hex(): dict(node.resources_total) for node_id, node in info.items() if node.state == GcsNodeInfo.ALIVE}
-
-
-def wait_for(predicate: Any, timeout_s: float, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception:  # the GCS is not up yet
-            pass
-        time.sleep(0.5)
-    tail = log.read_text()[-3000:] if log and log.exists() else ""
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{tail}")
 
 
 class NodeWatcher(threading.Thread):

@@ -19,18 +19,18 @@ from typing import Any
 import pytest
 import yaml
 from conftest import overrides
+from helpers import free_ports, wait_until
 from raynodes import (
+    PORTS,
     PORTS_PER_NODE,
     NodeWatcher,
     RayNode,
     alive_nodes,
-    free_ports,
     node_env,
     node_ports,
     run_module,
     short_temp_dir,
     trial_nodes,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(360)]
@@ -86,7 +86,7 @@ def fake_cluster() -> Iterator[tuple[str, Path]]:
     import ray._private.services
 
     ip = ray._private.services.get_node_ip_address()  # the fake provider's nodes register on this address
-    gcs_port, client_port, metrics_port, *ports = free_ports(3 + PORTS_PER_NODE)
+    gcs_port, client_port, metrics_port, *ports = free_ports(3 + PORTS_PER_NODE, PORTS)
     gcs = f"{ip}:{gcs_port}"
     tmp = short_temp_dir()
     config = tmp / "autoscaling.yaml"
@@ -109,7 +109,7 @@ def fake_cluster() -> Iterator[tuple[str, Path]]:
         tmp / "head.log",
     )
     try:
-        wait_for(lambda: len(alive_nodes(gcs)) == 1, 60, "the fake cluster's head", head.log)
+        wait_until(lambda: len(alive_nodes(gcs)) == 1, 60, what="the fake cluster's head", log=head.log)
         yield gcs, config
     finally:
         head.stop()  # the fake worker nodes are processes of the head's autoscaler: same session
@@ -123,7 +123,7 @@ def test_accel_workers_scale_from_zero_run_the_trials_and_scale_back(
     watcher = NodeWatcher(gcs, "accel")
     watcher.start()
     try:
-        wait_for(lambda: len(watcher.samples) >= 2, 20, "the node watcher")
+        wait_until(lambda: len(watcher.samples) >= 2, 20, what="the node watcher")
         assert watcher.peak == 0, "min_workers: 0 means no accel node before any trial asks for one"
 
         # The same command as on a laptop, pointed at the cluster by RAY_ADDRESS. The driver reads the
@@ -147,7 +147,7 @@ def test_accel_workers_scale_from_zero_run_the_trials_and_scale_back(
         assert used <= watcher.seen, f"trials ran on {used}, accel nodes were {watcher.seen}"
         assert watcher.peak == MAX_ACCEL_NODES, f"expected {MAX_ACCEL_NODES} accel nodes at the peak: {watcher.samples}"
 
-        wait_for(lambda: not watcher.current(), 90, "idle accel nodes to be removed")
+        wait_until(lambda: not watcher.current(), 90, what="idle accel nodes to be removed")
         print(f"search {time.monotonic() - started:.0f} s; accel nodes seen: {len(watcher.seen)}, peak {watcher.peak}, back to 0")
     finally:
         watcher.stop()

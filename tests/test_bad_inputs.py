@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from helpers import free_port
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -208,12 +208,6 @@ CASES = [
 LIMIT_S = {"config": 30, "preflight": 60, "ray": 120}  # wall seconds on a loaded 2-core machine; typical: 1, 5, 25
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _image_tree(root: Path, train: list[str], test: list[str], corrupt: bool = False) -> None:
     for part, classes in (("train", train), ("test", test)):
         (root / part).mkdir(parents=True, exist_ok=True)
@@ -232,7 +226,7 @@ def _fixtures(tmp: Path) -> dict[str, str]:
     _image_tree(tmp / "mismatch", ["cat", "dog"], ["cat", "cow"])
     _image_tree(tmp / "corrupt", ["cat"], ["cat"], corrupt=True)
     (tmp / "a-file").write_text("a regular file, so nothing can be created beneath it (root ignores chmod)")
-    return {"tmp": str(tmp), "dead": f"http://127.0.0.1:{_free_port()}"}
+    return {"tmp": str(tmp), "dead": f"http://127.0.0.1:{free_port()}"}
 
 
 def _fill(text: str, subs: dict[str, str]) -> str:

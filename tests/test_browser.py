@@ -10,14 +10,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from conftest import REPO, free_local_port
+from conftest import REPO
+from helpers import free_port, wait_until
 
 from raymlops import tracking
 
@@ -48,13 +48,15 @@ def browser() -> Iterator[Any]:
 def _wait_for(driver: Any, found: Callable[[str], bool], what: str, timeout_s: float = 60) -> str:
     from selenium.webdriver.common.by import By
 
-    deadline, text = time.monotonic() + timeout_s, ""
-    while time.monotonic() < deadline:
-        text = driver.find_element(By.TAG_NAME, "body").text
-        if found(text):
-            return text
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not on {driver.current_url} after {timeout_s:.0f}s; the page shows: {text[:1500]}")
+    page = {"text": ""}
+
+    def shown() -> str | None:
+        page["text"] = driver.find_element(By.TAG_NAME, "body").text
+        return page["text"] if found(page["text"]) else None
+
+    return wait_until(
+        shown, timeout_s, what=f"{what} on the page", context=lambda: f"{driver.current_url} shows: {page['text'][:1500]}"
+    )
 
 
 def _shot(driver: Any, path: Path) -> None:
@@ -82,15 +84,19 @@ def _mlflow_ui(uri: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     cmd += ["--uvicorn-opts", "--timeout-worker-healthcheck 120"]  # a loaded machine imports the app slowly
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
-                return proc
-        except requests.RequestException:
-            time.sleep(1)
-    proc.kill()
-    raise AssertionError(f"mlflow ui did not start: {log.read_text()[-2000:]}")
+    try:
+        wait_until(
+            lambda: requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok,
+            120,
+            what="mlflow ui",
+            interval_s=1,
+            proc=proc,
+            log=log,
+        )
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc
 
 
 def test_dashboard_and_mlflow_ui_in_chromium(browser: Any, tmp_path: Path) -> None:
@@ -131,7 +137,7 @@ def test_dashboard_and_mlflow_ui_in_chromium(browser: Any, tmp_path: Path) -> No
     )
     assert link, output[-3000:]
     path, experiment_id, parent_id = link.groups()
-    port = free_local_port()
+    port = free_port()
     ui = _mlflow_ui(uri, port, tmp_path / "mlflow_ui.log")
     try:
         base = f"http://127.0.0.1:{port}"

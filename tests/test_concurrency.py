@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 from conftest import overrides
-from faultkit import MlflowServer, epoch_steps, finish, free_port, kill_tree, start_cli, tail, wait_for
+from faultkit import PORTS, MlflowServer, epoch_steps, finish, kill_tree, start_cli
+from helpers import free_port, log_tail, wait_until
 
 from raymlops import tracking
 from raymlops.core.names import EPOCH_METRICS, STEP_METRIC, TAG_PARENT, TAG_RUN_KEY
@@ -73,6 +74,11 @@ def spooled(spool: Path) -> list[Path]:
     return sorted(spool.glob("*.jsonl")) if spool.is_dir() else []
 
 
+def spooled_batches(spool: Path) -> int:
+    """How many batches wait in the spool (one JSON line each)."""
+    return sum(f.read_text().count("\n") for f in spooled(spool))
+
+
 def warnings_per_process(text: str, needle: str) -> Counter[str]:
     """How often each process (Ray's "(name pid=N)" prefix; the driver has none) printed needle."""
     return Counter(
@@ -89,7 +95,7 @@ def test_tracker_outages_lose_nothing(tmp_path: Path) -> None:
     logged meanwhile reach the server by themselves. Outage 2 lasts past the end: the search still
     finishes (warning once per process), the points wait in the spool, and
     `python -m raymlops.tracking replay` sends them; then every epoch point is there exactly once."""
-    server = MlflowServer(tmp_path, free_port(48200))
+    server = MlflowServer(tmp_path, free_port(PORTS))
     server.start()
     spool, storage, log = tmp_path / "spool", tmp_path / "ray_results", tmp_path / "search.log"
     store = {"mlflow.tracking_uri": server.uri, "mlflow.spool_dir": str(spool), "storage_path": str(storage)}
@@ -115,14 +121,19 @@ def test_tracker_outages_lose_nothing(tmp_path: Path) -> None:
             except Exception:
                 return 0
 
-        wait_for("the first epoch point", points, 300, proc, log)
+        wait_until(points, 300, what="the first epoch point", proc=proc, log=log)
         server.stop()  # outage 1
-        wait_for("points spooled during outage 1", lambda: spooled(spool), 60, proc, log)
-        time.sleep(3)
+        first = wait_until(lambda: spooled_batches(spool), 60, what="points spooled during outage 1", proc=proc, log=log)
+        # the outage lasts until the search has logged (and spooled) more after its first spooled batch
+        wait_until(lambda: spooled_batches(spool) > first, 120, what=f"more than {first} batch(es) spooled", proc=proc, log=log)
         server.start()
         before = points()
-        wait_for(
-            "outage-1 spool replayed by the running search", lambda: not spooled(spool) and points() > before, 120, proc, log
+        wait_until(
+            lambda: not spooled(spool) and points() > before,
+            120,
+            what="outage-1 spool replayed by the running search",
+            proc=proc,
+            log=log,
         )
         assert proc.poll() is None, "the search ended before outage 2 could start"
         server.stop()  # outage 2: until after the search has finished
@@ -207,7 +218,7 @@ def concurrent_search(tmp_path: Path, uri: str, trials: int, extra: list[str] | 
     started = time.monotonic()
     text = finish(start_cli("raymlops.tune", args, log), log, timeout_s=60 + 12 * trials)
     elapsed = time.monotonic() - started
-    assert "database is locked" not in text.lower(), tail(log)
+    assert "database is locked" not in text.lower(), log_tail(log)
     assert "MLflow tracker unreachable" not in text and "MLflow call failed" not in text, "no write had to be retried or spooled"
     assert not spooled(spool), "nothing spooled"
     assert set(trial_statuses(storage).values()) == {"TERMINATED"}
@@ -255,7 +266,7 @@ def postgres_server(tmp_path: Path) -> Iterator[str]:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
     state = Path(tempfile.mkdtemp(prefix="raymlops-concurrency-"))
     state.chmod(0o755)  # PostgreSQL runs as the postgres user, which cannot enter pytest's 0700 temp dirs
-    port, pg_port = free_port(48300), free_port(48400)
+    port, pg_port = free_port(PORTS), free_port(PORTS)
     cmd = [sys.executable, "-m", "raymlops.server", "--state", str(state), "--port", str(port), "--pg-port", str(pg_port)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
     subprocess.run([*cmd[:3], "start", *cmd[3:]], check=True, cwd=REPO, env=env, timeout=180, capture_output=True)
@@ -273,7 +284,7 @@ def test_run_opened_while_tracker_down_is_created_on_replay(tmp_path: Path, monk
     """A trial that starts during an outage spools under its run key; replay opens the run once (with
     its tags) and sends every point once, also when a restarted attempt spooled more."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the dead port answers at once, no urllib3 backoff
-    uri, dead = f"sqlite:///{tmp_path}/mlflow.db", f"http://127.0.0.1:{free_port(48500)}"
+    uri, dead = f"sqlite:///{tmp_path}/mlflow.db", f"http://127.0.0.1:{free_port(PORTS)}"
     exp = tracking.ensure_experiment(uri, EXPERIMENT, str(tmp_path / "artifacts"))
     spec = {"experiment_id": exp, "run_key": "search-1/t_00001", "run_name": "t_00001", "tags": {"raymlops.role": "trial"}}
     spool = tmp_path / "spool"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from conftest import overrides
-from faultkit import alive, children, descendants, epoch_steps, finish, kill_tree, start_cli, wait_for
+from faultkit import alive, children, descendants, epoch_steps, finish, kill_tree, start_cli
+from helpers import wait_until
 
 from raymlops import tracking
 from raymlops.config import Config, compose
@@ -65,16 +66,20 @@ def test_ddp_worker_killed_resumes_same_run(tmp_path: Path, store: dict[str, str
     )
     try:
         runs = tmp_path / "ray_results"
-        ckpts = wait_for(
-            "two checkpoints",
+        ckpts = wait_until(
             lambda: (found := _checkpoint_dirs(runs)) and len(found) >= 2 and found,
             300,
-            proc,
-            log,
-            every_s=0.2,
+            what="two checkpoints",
+            interval_s=0.2,
+            proc=proc,
+            log=log,
         )
-        workers = wait_for(
-            "two RayTrainWorker processes", lambda: (w := _train_workers(proc.pid)) and len(w) == 2 and w, 30, proc, log
+        workers = wait_until(
+            lambda: (w := _train_workers(proc.pid)) and len(w) == 2 and w,
+            30,
+            what="two RayTrainWorker processes",
+            proc=proc,
+            log=log,
         )
         rank0 = [pid for pid in workers if _holds_file(pid, tmp_path / "mlflow.db")]
         victim = rank0[0] if rank0 else min(workers)
@@ -135,10 +140,17 @@ def test_lane_worker_killed_mid_trial_resumes_same_run(tmp_path: Path, store: di
     proc = start_cli("raymlops.tune", args, log)
     try:
         results = tmp_path / "ray_results"
-        wait_for(
-            "the trial's first checkpoint", lambda: _checkpoint_dirs(results, "*/run_trial_*/checkpoint_*"), 300, proc, log, 0.2
+        wait_until(
+            lambda: _checkpoint_dirs(results, "*/run_trial_*/checkpoint_*"),
+            300,
+            what="the trial's first checkpoint",
+            interval_s=0.2,
+            proc=proc,
+            log=log,
         )
-        workers = wait_for("the lane's 2 workers", lambda: (w := _train_workers(proc.pid)) and len(w) == 2 and w, 30, proc, log)
+        workers = wait_until(
+            lambda: (w := _train_workers(proc.pid)) and len(w) == 2 and w, 30, what="the lane's 2 workers", proc=proc, log=log
+        )
         rank0 = [pid for pid in workers if _holds_file(pid, tmp_path / "mlflow.db")]
         victim = rank0[0] if rank0 else min(workers)
         os.kill(victim, signal.SIGKILL)
@@ -212,20 +224,23 @@ def test_search_driver_killed_then_resumed(tmp_path: Path, store: dict[str, str]
 
     proc = start_cli("raymlops.tune", args, log1)
     try:
-        wait_for("a finished trial and one mid-way", ready, 300, proc, log1, every_s=0.5)
+        wait_until(ready, 300, what="a finished trial and one mid-way", proc=proc, log=log1)
         tree = descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything in its process group
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             kill_tree(proc)
-    killed_at = time.monotonic()
-    while alive(tree) and time.monotonic() - killed_at < 30:
-        time.sleep(0.5)
-    leftovers = alive(tree)
-    for pid in leftovers:  # only processes of the killed search's own Ray cluster
-        os.kill(pid, signal.SIGKILL)
-    assert not leftovers, f"Ray processes outlived their driver: {leftovers}"
+    try:
+        wait_until(
+            lambda: not alive(tree),
+            30,
+            what="the killed search's Ray processes to exit with their driver",
+            context=lambda: f"Ray processes outlived their driver: {alive(tree)}",
+        )
+    finally:
+        for pid in alive(tree):  # only processes of the killed search's own Ray cluster
+            os.kill(pid, signal.SIGKILL)
     before = {
         key: (
             r.info.run_id,

@@ -16,18 +16,18 @@ from typing import Any
 
 import pytest
 from conftest import overrides
+from helpers import free_ports, wait_until
 from raynodes import (
+    PORTS,
     PORTS_PER_NODE,
     REPO,
     RayNode,
     alive_nodes,
-    free_ports,
     node_env,
     node_ports,
     run_module,
     short_temp_dir,
     trial_nodes,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(300)]
 @pytest.fixture(scope="module")
 def two_nodes() -> Iterator[dict[str, Any]]:
     """A head and a worker node, 1 CPU each, on 127.0.0.1: their GCS address, dashboard URL, node ids."""
-    gcs_port, dashboard_port, client_port, *ports = free_ports(3 + 2 * PORTS_PER_NODE)
+    gcs_port, dashboard_port, client_port, *ports = free_ports(3 + 2 * PORTS_PER_NODE, PORTS)
     gcs, tmp = f"127.0.0.1:{gcs_port}", short_temp_dir()
     env = node_env(RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{dashboard_port}")  # this cluster's state API, not another's
     head = RayNode(
@@ -58,7 +58,7 @@ def two_nodes() -> Iterator[dict[str, Any]]:
     )
     nodes = [head]
     try:
-        wait_for(lambda: len(alive_nodes(gcs)) == 1, 60, "the head node", head.log)
+        wait_until(lambda: len(alive_nodes(gcs)) == 1, 60, what="the head node", log=head.log)
         # The second raylet on this host: same IP, its own ports and its own temp dir. Sharing the head's
         # would share runtime_resources/: this node's agent replaces the job's unpacked working dir under it.
         (tmp / "w").mkdir()
@@ -77,7 +77,7 @@ def two_nodes() -> Iterator[dict[str, Any]]:
                 tmp / "worker.log",
             )
         )
-        wait_for(lambda: len(alive_nodes(gcs)) == 2, 60, "the second node", nodes[1].log)
+        wait_until(lambda: len(alive_nodes(gcs)) == 2, 60, what="the second node", log=nodes[1].log)
         yield {"gcs": gcs, "dashboard": f"http://127.0.0.1:{dashboard_port}", "nodes": set(alive_nodes(gcs))}
     finally:
         for node in reversed(nodes):

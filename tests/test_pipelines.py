@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, free_local_port
+from conftest import REPO
+from helpers import free_port, wait_until
 
 from raymlops import tracking
 from raymlops.core import names
@@ -105,7 +106,7 @@ def test_failed_step_leaves_its_runs_failed_with_the_reason(tmp_path: Path, monk
 
 def _start_ray_head(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     # every fixed default port free too: another Ray on the machine (a developer's tests) holds 52365 and 10001
-    port, dash, agent, client = (free_local_port() for _ in range(4))
+    port, dash, agent, client = (free_port() for _ in range(4))
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}"]
     cmd += [f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--num-cpus=2", "--disable-usage-stats"]
     cmd += [f"--dashboard-agent-listen-port={agent}", f"--ray-client-server-port={client}"]
@@ -120,13 +121,13 @@ def _wait_for_job_agent(address: str, timeout_s: float = 120) -> None:
     """Until the head takes a job: its dashboard answers before the node's job agent has registered ("No
     available agent to submit job"), and a loaded machine widens that gap to tens of seconds."""
     ray = str(Path(sys.executable).parent / "ray")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        probe = [ray, "job", "submit", "--address", address, "--no-wait", "--", "true"]
-        if subprocess.run(probe, capture_output=True, timeout=60).returncode == 0:
-            return
-        time.sleep(2)
-    raise AssertionError(f"the local Ray head at {address} took no job in {timeout_s} s")
+    probe = [ray, "job", "submit", "--address", address, "--no-wait", "--", "true"]
+    wait_until(
+        lambda: subprocess.run(probe, capture_output=True, timeout=60).returncode == 0,
+        timeout_s,
+        what=f"the local Ray head at {address} to take a job",
+        interval_s=2,
+    )
 
 
 def _stop(head: subprocess.Popen[bytes]) -> None:

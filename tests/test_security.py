@@ -15,7 +15,6 @@ import os
 import pickle
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import free_port
 from PIL import Image
 
 from raymlops import config as config_mod
@@ -45,12 +45,6 @@ def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(PYTHONUNBUFFERED="1", RAY_AUTH_MODE="disabled", **extra)
     return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _leaks(text: str) -> list[str]:
@@ -174,7 +168,7 @@ def test_log_lines_are_redacted(capsys: pytest.CaptureFixture[str], monkeypatch:
 def test_unreachable_credentialed_tracker_message_is_redacted() -> None:
     """The real CLI against `http://user:PASSWORD@127.0.0.1:<nothing listening>`: exit 2, the message
     shows `user:***@`, the password appears nowhere in the output."""
-    dead = f"http://user:{PW}@127.0.0.1:{_free_port()}"
+    dead = f"http://user:{PW}@127.0.0.1:{free_port()}"
     proc = subprocess.run(
         [sys.executable, "-m", "raymlops.tune", "+experiment=smoke", f"mlflow.tracking_uri={dead}"],
         cwd=REPO, env=_env(**ENV_SECRETS), capture_output=True, text=True, timeout=120,

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_local_port, postgres_state_dir
+from conftest import postgres_state_dir
+from helpers import free_port
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parent.parent
@@ -96,7 +97,7 @@ def _start(state: Path, *extra: str) -> None:
 @pytest.fixture(scope="module")
 def team() -> Iterator[dict[str, Any]]:
     state = postgres_state_dir("team")
-    port, pg_port = free_local_port(), free_local_port()
+    port, pg_port = free_port(), free_port()
     info: dict[str, Any] = {
         "state": state,
         "uri": f"https://127.0.0.1:{port}",
@@ -273,7 +274,7 @@ def test_backup_wipe_restore(team: dict[str, Any], tmp_path: Path) -> None:
     _server("stop", "--state", str(team["state"]))
     shutil.rmtree(team["state"])
     fresh = postgres_state_dir("restored")
-    port, pg_port = free_local_port(), free_local_port()
+    port, pg_port = free_port(), free_port()
     try:
         _server("restore", "--from", str(backup), "--state", str(fresh), "--port", str(port), "--pg-port", str(pg_port))
         _start(fresh)  # auth, TLS and the default permission come back from the backup's settings

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import pandas as pd
 import pytest
 import requests
 from conftest import REPO, overrides
+from helpers import free_port, wait_until
 
 from raymlops import tracking
 from raymlops.config.schema import ModelConfig, ModelName
@@ -29,12 +29,6 @@ from raymlops.post import model_registry
 pytestmark = pytest.mark.ray
 NAME = "raymlops-smoke"
 SMOKE_DATA = {"name": "synthetic", "num_train": 2000, "num_test": 400, "num_classes": 10, "image_size": 32, "val_fraction": 0.1}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +95,7 @@ def test_mlflow_models_serve_answers_images(champion: dict[str, Any]) -> None:
     """The registered champion behind MLflow's own scoring server: PNG and JPEG in, labels out; bad bodies -> 400."""
     import mlflow.pyfunc
 
-    port = _free_port()
+    port = free_port()
     bin_dir = str(Path(sys.executable).parent)  # mlflow starts `uvicorn` from PATH: the venv's bin, as when activated
     env = {
         **os.environ,
@@ -126,14 +120,7 @@ def test_mlflow_models_serve_answers_images(champion: dict[str, Any]) -> None:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else "server exited"
-            try:
-                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
+        wait_until(lambda: requests.get(f"{url}/ping", timeout=2).status_code == 200, 120, what="mlflow models serve", proc=proc)
         pngs, jpgs, _ = _test_images()
         reply = requests.post(f"{url}/invocations", json=_split_body(pngs + jpgs), timeout=30)
         assert reply.status_code == 200, reply.text
@@ -164,7 +151,7 @@ def test_ray_serve_split_and_hot_swap(champion: dict[str, Any]) -> None:
     from raymlops.config import compose
     from raymlops.serving.app import start, stop
 
-    port = _free_port()
+    port = free_port()
     config = compose(
         overrides(
             champion["store"],
@@ -238,16 +225,22 @@ def _hammer_during(url: str, png: bytes, action: Any) -> dict[str, Any]:
     threads = [threading.Thread(target=client_loop) for _ in range(2)]
     for t in threads:
         t.start()
-    time.sleep(2)
-    action()
-    state["moved_at"] = time.monotonic()
-    deadline = time.monotonic() + 60  # poll every 1 s + loading the new version, then 3 s of answers from it
-    while time.monotonic() < deadline and not (state["swapped_at"] and time.monotonic() > state["swapped_at"] + 3):
-        time.sleep(0.2)
-    state["stop"] = True
-    for t in threads:
-        t.join(timeout=60)
-    assert state["swapped_at"], "the champion never answered from v2"
+    try:
+        wait_until(lambda: state["sent"] >= 10, 60, what="10 answers before the swap", interval_s=0.1)
+        action()
+        state["moved_at"] = time.monotonic()
+        # 60 s: the app polls the registry every 1 s and loads the new version; then 3 s of answers from it
+        wait_until(
+            lambda: state["swapped_at"] and time.monotonic() > state["swapped_at"] + 3,
+            60,
+            what="the champion answering from v2 for 3 s",
+            interval_s=0.2,
+            context=lambda: f"{state['sent']} sent, failures {failures[:3]}",
+        )
+    finally:
+        state["stop"] = True
+        for t in threads:
+            t.join(timeout=60)
     return {"failures": failures, "champion_after": after, "sent": state["sent"]}
 
 

@@ -4,10 +4,10 @@ spooling while the tracker is unreachable, replay; and redaction of secrets."""
 from __future__ import annotations
 
 import logging
-import socket
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 from raymlops import tracking
 from raymlops.core import redact as secrets
@@ -17,12 +17,6 @@ from raymlops.core.redact import REDACTED
 @pytest.fixture
 def sqlite_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/mlflow.db"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_rank_zero_only() -> None:
@@ -75,7 +69,7 @@ def test_write_back_with_the_original_timestamp_never_duplicates(sqlite_uri: str
 
 
 def test_outage_spools_then_replays(sqlite_uri: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens here
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens here
     spool = tmp_path / "spool"
     logger = tracking.RunLogger(dead, "run0000deadbeef", spool_dir=str(spool), retry_seconds=1.0)
     with caplog.at_level(logging.WARNING):
@@ -136,7 +130,7 @@ def test_unreachable_server_is_a_user_error() -> None:
     from raymlops.core.errors import UserError
 
     with pytest.raises(UserError, match="unreachable"):
-        tracking.check_reachable(f"http://127.0.0.1:{_free_port()}", timeout_s=2)
+        tracking.check_reachable(f"http://127.0.0.1:{free_port()}", timeout_s=2)
 
 
 @pytest.mark.parametrize(

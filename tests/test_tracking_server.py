@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_local_port, postgres_state_dir
+from conftest import postgres_state_dir
+from helpers import free_port, wait_until
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def _server(cmd: str, state: Path, port: int, pg_port: int, *extra: str, env: di
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     state = postgres_state_dir("server")
-    port, pg_port = free_local_port(), free_local_port()
+    port, pg_port = free_port(), free_port()
     _server("start", state, port, pg_port)
     try:
         yield {"state": state, "port": port, "pg_port": pg_port, "uri": f"http://127.0.0.1:{port}"}
@@ -107,7 +107,7 @@ def test_basic_auth_and_s3_artifacts(tmp_path: Path) -> None:
     import boto3
     import requests
 
-    s3_port, port, pg_port = free_local_port(), free_local_port(), free_local_port()
+    s3_port, port, pg_port = free_port(), free_port(), free_port()
     moto = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
         stdout=subprocess.DEVNULL,
@@ -123,12 +123,13 @@ def test_basic_auth_and_s3_artifacts(tmp_path: Path) -> None:
     admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "s3cret-Pa55word-xyz"}
     state = postgres_state_dir("auth")
     try:
-        for _ in range(100):
-            try:
-                requests.get(f"http://127.0.0.1:{s3_port}", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.2)
+        wait_until(
+            lambda: requests.get(f"http://127.0.0.1:{s3_port}", timeout=1) is not None,
+            60,
+            what="moto's S3 server",
+            interval_s=0.2,
+            proc=moto,
+        )
         s3 = boto3.client(
             "s3",
             endpoint_url=creds["MLFLOW_S3_ENDPOINT_URL"],
