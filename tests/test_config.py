@@ -77,7 +77,7 @@ def test_the_schema_refuses_bad_types_and_keys_at_compose() -> None:
         "scaling.warm_workers=maybe": ["scaling.warm_workers='maybe'", "true or false"],
         "tune.mode=maximize": ["tune.mode='maximize'", "max or min"],
         "optim.name=adam": ["optim.name='adam'", "adamw"],
-        "+scaling.num_gpus=1": ["'scaling.num_gpus'", "scaling.num_workers"],
+        "+scaling.num_gpus=1": ["'scaling.num_gpus'", "scaling.use_gpu"],
         "registry.select={metric:val_acc,bound:3}": ["registry.select.bound"],
     }
     for override, words in cases.items():

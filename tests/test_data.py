@@ -27,24 +27,29 @@ def _tree(root: Path, classes: dict[str, list[str]] | None = None, n: int = 6, s
 
 def test_synthetic_is_seeded_and_shaped() -> None:
     a = data.load_splits(
-        {"name": "synthetic", "num_train": 500, "num_test": 100, "num_classes": 10, "image_size": 32, "val_fraction": 0.2}, seed=0
+        DataConfig(name=DatasetName.synthetic, num_train=500, num_test=100, num_classes=10, image_size=32, val_fraction=0.2),
+        seed=0,
     )
     b = data.load_splits(
-        {"name": "synthetic", "num_train": 500, "num_test": 100, "num_classes": 10, "image_size": 32, "val_fraction": 0.2}, seed=0
+        DataConfig(name=DatasetName.synthetic, num_train=500, num_test=100, num_classes=10, image_size=32, val_fraction=0.2),
+        seed=0,
     )
     assert a.train_x.dtype == torch.uint8 and a.train_x.shape[1:] == (3, 32, 32)
     assert len(a.train_y) == 400 and len(a.val_y) == 100 and len(a.test_y) == 100
     assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_y, b.test_y)
     assert a.num_classes == 10 and len(set(a.train_y.tolist())) == 10
     c = data.load_splits(
-        {"name": "synthetic", "num_train": 500, "num_test": 100, "num_classes": 10, "image_size": 32, "val_fraction": 0.2}, seed=1
+        DataConfig(name=DatasetName.synthetic, num_train=500, num_test=100, num_classes=10, image_size=32, val_fraction=0.2),
+        seed=1,
     )
     assert not torch.equal(a.val_y, c.val_y), "train.seed picks the validation split"
 
 
 def test_image_folder_decodes_once_and_caches(tmp_path: Path) -> None:
     root = _tree(tmp_path / "imgs")
-    cfg = {"name": "imagefolder", "root": str(root), "image_size": 32, "cache_dir": str(tmp_path / "cache"), "val_fraction": 0.25}
+    cfg = DataConfig(
+        name=DatasetName.imagefolder, root=str(root), image_size=32, cache_dir=str(tmp_path / "cache"), val_fraction=0.25
+    )
     s = data.load_splits(cfg, seed=0)
     assert s.classes == ["cat", "dog"]
     assert s.train_x.shape == (9, 3, 32, 32) and s.val_x.shape[0] == 3 and s.test_x.shape[0] == 12
@@ -57,7 +62,7 @@ def test_image_folder_resizes_and_skips_corrupt_files(tmp_path: Path, caplog: py
     root = _tree(tmp_path / "imgs", size=40)
     (root / "train" / "cat" / "broken.jpg").write_bytes(b"not an image")
     s = data.load_splits(
-        {"name": "imagefolder", "root": str(root), "image_size": 32, "cache_dir": None, "val_fraction": 0.0}, seed=0
+        DataConfig(name=DatasetName.imagefolder, root=str(root), image_size=32, cache_dir=None, val_fraction=0.0), seed=0
     )
     assert s.train_x.shape == (12, 3, 32, 32)
     assert "skipped 1 unreadable image" in caplog.text and "broken.jpg" in caplog.text
@@ -78,7 +83,7 @@ def test_bad_image_folders(tmp_path: Path, layout: dict[str, list[str]], needle:
     _tree(root, layout)
     with pytest.raises(UserError, match=None) as err:
         data.load_splits(
-            {"name": "imagefolder", "root": str(root), "image_size": 32, "cache_dir": None, "val_fraction": 0.1}, seed=0
+            DataConfig(name=DatasetName.imagefolder, root=str(root), image_size=32, cache_dir=None, val_fraction=0.1), seed=0
         )
     assert needle in str(err.value)
 
@@ -86,7 +91,9 @@ def test_bad_image_folders(tmp_path: Path, layout: dict[str, list[str]], needle:
 def test_missing_root_and_offline_torchvision(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         data.load_splits(
-            {"name": "imagefolder", "root": str(tmp_path / "nope"), "image_size": 32, "cache_dir": None, "val_fraction": 0.1},
+            DataConfig(
+                name=DatasetName.imagefolder, root=str(tmp_path / "nope"), image_size=32, cache_dir=None, val_fraction=0.1
+            ),
             seed=0,
         )
     with pytest.raises(UserError) as err:

@@ -18,7 +18,7 @@ import requests
 from mlflow.exceptions import MlflowException, RestException
 
 from raymlops import tracking
-from raymlops.config.schema import ModelConfig, ModelName
+from raymlops.config.schema import DataConfig, DatasetName, ModelConfig, ModelName
 from raymlops.core.errors import UserError
 from raymlops.post import model_registry
 
@@ -221,7 +221,7 @@ def test_models_are_logged_registered_and_loaded_through_their_own_uri(tmp_path:
         exp = tracking.ensure_experiment(uri, "errors", str(tmp_path / "artifacts"))
         run_id = tracking.find_or_create_run(uri, exp, "job", "job", {})
         splits = load_splits(
-            {"name": "synthetic", "num_train": 60, "num_test": 8, "num_classes": 10, "image_size": 32, "val_fraction": 0.1},
+            DataConfig(name=DatasetName.synthetic, num_train=60, num_test=8, num_classes=10, image_size=32, val_fraction=0.1),
             seed=0,
         )
         model = build_model(ModelConfig(name=ModelName.fast_cnn, width=8), splits.channels, splits.num_classes).eval()

@@ -18,14 +18,14 @@ from conftest import overrides
 from PIL import Image
 
 from raymlops.config import compose
-from raymlops.config.schema import ModelConfig, ModelName
+from raymlops.config.schema import DataConfig, DatasetName, ModelConfig, ModelName
 from raymlops.core.errors import UserError
 from raymlops.data.images import list_images
 from raymlops.models.image_codec import ImageDecodeError, decode_image, encode_image
 from raymlops.serving.routing import RequestError, parse_images, pick_alias
 from raymlops.serving.stats import ServingStats
 
-SYNTH = {"name": "synthetic", "num_train": 300, "num_test": 40, "num_classes": 10, "image_size": 32, "val_fraction": 0.1}
+SYNTH = DataConfig(name=DatasetName.synthetic, num_train=300, num_test=40, num_classes=10, image_size=32, val_fraction=0.1)
 
 
 def _png(arr: np.ndarray, mode: str | None = None, fmt: str = "PNG") -> bytes:

@@ -21,14 +21,14 @@ from conftest import REPO, overrides
 from helpers import free_port, wait_until
 
 from raymlops import tracking
-from raymlops.config.schema import ModelConfig, ModelName
+from raymlops.config.schema import DataConfig, DatasetName, ModelConfig, ModelName
 from raymlops.core.names import TAG_ROLE
 from raymlops.models.image_codec import encode_image
 from raymlops.post import model_registry
 
 pytestmark = pytest.mark.ray
 NAME = "raymlops-smoke"
-SMOKE_DATA = {"name": "synthetic", "num_train": 2000, "num_test": 400, "num_classes": 10, "image_size": 32, "val_fraction": 0.1}
+SMOKE_DATA = DataConfig(name=DatasetName.synthetic, num_train=2000, num_test=400, num_classes=10, image_size=32, val_fraction=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def _test_images(n: int = 6) -> tuple[list[bytes], list[bytes], list[str]]:
     from raymlops.data import load_splits
 
     splits = load_splits(
-        {"name": "synthetic", "num_train": 2000, "num_test": 400, "num_classes": 10, "image_size": 32, "val_fraction": 0.1}, 0
+        DataConfig(name=DatasetName.synthetic, num_train=2000, num_test=400, num_classes=10, image_size=32, val_fraction=0.1), 0
     )
     pngs = [encode_image(splits.test_x[i].numpy()) for i in range(n)]
     jpgs = [encode_image(splits.test_x[i].numpy(), "JPEG") for i in range(n)]

@@ -96,7 +96,12 @@ def _assign_mappings(cfg: Any, mappings: list[str]) -> None:
         override = parser.parse_override(item)
         key, value = override.key_or_group, override.value()
         section = _section_type(key)
-        typed = OmegaConf.merge(OmegaConf.structured(section), value) if section is not None and value is not None else value
+        try:
+            typed = OmegaConf.merge(OmegaConf.structured(section), value) if section is not None and value is not None else value
+        except (ConfigKeyError, ConfigAttributeError) as err:  # the error names the key inside the mapping only
+            raise UserError(unknown_key_message(f"{key}.{err.full_key}")) from None
+        except ValidationError as err:
+            raise UserError(wrong_type_message(f"{key}.{err.full_key}", getattr(err, "value", None))) from None
         OmegaConf.update(cfg, key, typed, merge=False)
 
 

@@ -82,9 +82,11 @@ def field_type(dotted: str) -> Any:
     section: Any = Config
     *parents, leaf = dotted.split(".")
     for part in parents:
-        section = typing.get_type_hints(section).get(part)
-        if not (isinstance(section, type) and dataclasses.is_dataclass(section)):
+        hint = typing.get_type_hints(section).get(part)
+        found = [t for t in (hint, *typing.get_args(hint)) if isinstance(t, type) and dataclasses.is_dataclass(t)]
+        if not found:
             return None
+        section = found[0]  # a section, or an Optional one (registry.select)
     return typing.get_type_hints(section).get(leaf)
 
 

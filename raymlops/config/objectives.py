@@ -118,7 +118,7 @@ def _validate_population(config: Config) -> None:
             f"[1, train.epochs={config.train.epochs}), or no trial is ever perturbed."
         )
     if name == "pb2":
-        categorical = [k for k, spec in space.items() if spec.get("type") == "choice"]
+        categorical = [k for k, spec in space.items() if spec["type"] == "choice"]
         if categorical:
             raise UserError(
                 f"scheduler=pb2 models numeric bounds only; search_space {', '.join(categorical)} is a choice. "

@@ -111,11 +111,11 @@ class DataConfig:
     download: bool = opt(False, "download the official archive when root lacks it (cifar10, cifar100, fashion_mnist)")
     val_fraction: float = opt(0.1, "fraction of the training set held out for validation", fraction="[0, 1)")
     augment: bool = opt(False, "random crop (pad 4) + horizontal flip while training")
-    num_train: int | None = opt(None, "synthetic only: training images (validation is carved from these)", positive=True)
-    num_test: int | None = opt(None, "synthetic only: test images", positive=True)
+    num_train: int = opt(4000, "synthetic only: training images (validation is carved from these)", positive=True)
+    num_test: int = opt(1000, "synthetic only: test images", positive=True)
     image_size: int = opt(32, "images are resized to image_size x image_size when they differ", positive=True)
     num_classes: int | None = opt(10, "classes (null: read from an image folder's tree)", positive=True)
-    cache_dir: str = opt(".raymlops/cache", "decoded uint8 tensors of image folders, reused across runs")
+    cache_dir: str | None = opt(".raymlops/cache", "decoded uint8 tensors of image folders, reused across runs (null: no cache)")
     subset: int | None = opt(None, "use only the first N training images (quick experiments)", positive=True)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from raymlops.config.schema import DataConfig
+from raymlops.config.tree import from_dict, to_dict
 from raymlops.data.sources import image_folder, synthetic, torchvision_set
 
 
@@ -40,19 +41,19 @@ def load_splits(data: DataConfig, seed: int) -> Splits:
     Kept in memory per process for the last data config asked for: the search driver decodes the
     data once in preflight and evaluates the best trial on the same tensors afterwards.
     """
-    return _load_splits(json.dumps(data, sort_keys=True, default=str), seed)
+    return _load_splits(json.dumps(to_dict(data), sort_keys=True), seed)
 
 
 @functools.lru_cache(maxsize=1)
 def _load_splits(data_json: str, seed: int) -> Splits:
-    data = json.loads(data_json)
+    data = from_dict(DataConfig, json.loads(data_json))
     name = data.name
     if name == "synthetic":
         (tx, ty), (sx, sy), classes = synthetic(data.num_train, data.num_test, data.num_classes, data.image_size)
     elif name == "imagefolder":
-        (tx, ty), (sx, sy), classes = image_folder(Path(data.root), data.image_size, data.cache_dir)
+        (tx, ty), (sx, sy), classes = image_folder(Path(str(data.root)), data.image_size, data.cache_dir)
     else:
-        (tx, ty), (sx, sy), classes = torchvision_set(name, Path(data.root), bool(data.download))
+        (tx, ty), (sx, sy), classes = torchvision_set(name, Path(str(data.root)), bool(data.download))
     return split(tx, ty, sx, sy, classes, data.val_fraction, seed, data.subset)
 
 
