@@ -26,7 +26,7 @@ def main(argv: list[str]) -> dict[str, Any]:
     from raymlops.search.resume import check_resumable, search_name
 
     if config.tune.resume not in (False, None, "false"):  # nothing to resume: say so before Ray starts
-        check_resumable(config, search_name(config))
+        check_resumable(config.storage_path, search_name(config.name, config.tune.resume, config.storage_path))
     from raymlops.launch.job import start
     from raymlops.search.tuner import run_search
 

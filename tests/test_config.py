@@ -40,7 +40,7 @@ def test_experiment_composes_and_space_builds(name: str) -> None:
     extra = ["data.root=/tmp/images"] if name == "imagefolder" else []
     cfg = C.compose([f"+experiment={name}", *extra])
     assert cfg.name == name
-    space = param_space(cfg)
+    space = param_space(cfg.search_space)
     assert set(space) == set(cfg.search_space)
     assert build_scheduler(cfg) is not None
     if cfg.search_alg.name == "optuna":

@@ -153,9 +153,9 @@ def _cfg(*overrides: str) -> dict[str, Any]:
 def test_mode_auto_promotes_in_process_trials_and_stops_ddp_trials() -> None:
     from ray.tune.schedulers import ASHAScheduler
 
-    assert asha_mode(_cfg()) == "promote" and isinstance(build_scheduler(_cfg()), PromotionASHA)
+    assert asha_mode(_cfg().scheduler, _cfg().scaling) == "promote" and isinstance(build_scheduler(_cfg()), PromotionASHA)
     ddp = _cfg("scaling.num_workers=2")
-    assert asha_mode(ddp) == "stop" and isinstance(build_scheduler(ddp), ASHAScheduler)
+    assert asha_mode(ddp.scheduler, ddp.scaling) == "stop" and isinstance(build_scheduler(ddp), ASHAScheduler)
     assert isinstance(build_scheduler(_cfg("scheduler.mode=stop")), ASHAScheduler)
     assert isinstance(build_scheduler(_cfg("scaling.num_workers=2", "scheduler.mode=promote")), PromotionASHA)
     with pytest.raises(UserError, match=r"scheduler\.mode='halve'"):

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from raymlops.config.contract import RunContract
-from raymlops.config.schema import Config
+from raymlops.config.schema import Config, RegistryConfig
+from raymlops.config.tree import from_dict
 from raymlops.core import names
 from raymlops.data import Splits, load_splits
 from raymlops.models import build_model
@@ -50,7 +51,7 @@ def evaluate_and_register(
         or ""
     )
     out: dict[str, Any] = {"test_acc": evaluation["test_acc"], "test_loss": evaluation["test_loss"]}
-    _log_test_metrics(config, uri, [r for r in dict.fromkeys([parent_id, child]) if r], evaluation, out, steps)
+    _log_test_metrics(config.mlflow.spool_dir, uri, [r for r in dict.fromkeys([parent_id, child]) if r], evaluation, out, steps)
     metric = config.tune.metric
     print(
         f"Best trial {best['trial_id']}: {metric}={best[metric]:.4f}, "
@@ -59,14 +60,16 @@ def evaluate_and_register(
     )
     if not config.registry.register or not child:
         return out
-    registered = _register(config, uri, child, parent_id, model, splits, evaluation, steps, ckpt_path, version_tags or {})
+    registered = _register(
+        config.registry, uri, child, parent_id, model, splits, evaluation, steps, ckpt_path, version_tags or {}
+    )
     return {**out, **registered}
 
 
 def _load_trained(ckpt_path: str) -> tuple[nn.Module, Splits]:
     """The trial's model with its final weights, and its data, from the checkpoint's own config."""
     state = load_any(ckpt_path)
-    trial_cfg = state["config"]
+    trial_cfg = from_dict(Config, state["config"])
     splits = load_splits(trial_cfg.data, seed=trial_cfg.train.seed)  # decoded in preflight: no reload
     model = build_model(trial_cfg.model, splits.channels, splits.num_classes)
     model.load_state_dict(state["model"])
@@ -74,7 +77,7 @@ def _load_trained(ckpt_path: str) -> tuple[nn.Module, Splits]:
 
 
 def _log_test_metrics(
-    config: Config, uri: str, runs: list[str], evaluation: dict[str, Any], out: dict[str, Any], steps: TrackerSteps
+    spool_dir: str, uri: str, runs: list[str], evaluation: dict[str, Any], out: dict[str, Any], steps: TrackerSteps
 ) -> None:
     def log_eval() -> bool:
         log_evaluation(uri, runs, evaluation)
@@ -82,13 +85,13 @@ def _log_test_metrics(
 
     if not steps("the test-set evaluation", log_eval):
         for run_id in runs:  # the test metrics at least wait in the spool
-            spool = RunLogger(uri, run_id, spool_dir=config.mlflow.spool_dir, retry_seconds=1)
+            spool = RunLogger(uri, run_id, spool_dir=spool_dir, retry_seconds=1)
             spool.log_metrics(out, step=0)
             spool.flush(timeout_s=30)
 
 
 def _register(
-    config: Config,
+    rcfg: RegistryConfig,
     uri: str,
     child: str,
     parent_id: str,
@@ -100,7 +103,7 @@ def _register(
     version_tags: dict[str, str],
 ) -> dict[str, Any]:
     """Log the model to the best trial's run, register it as candidate, decide the champion."""
-    name, rcfg = config.registry.model_name, config.registry
+    name = rcfg.model_name
     metrics = {
         "test_acc": evaluation["test_acc"],
         "test_loss": evaluation["test_loss"],

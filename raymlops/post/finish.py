@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from raymlops.config.contract import RunContract
-from raymlops.config.schema import Config
+from raymlops.config.schema import Config, MlflowConfig, TuneConfig
 from raymlops.core import names
 from raymlops.core.console import table
 from raymlops.core.errors import UserError
@@ -45,7 +45,7 @@ def finish_search(config: Config, search: RunContract, results: Any, parent: Run
     steps = TrackerSteps(config.mlflow.retry_seconds)
     if best["mlflow_run_id"] and parent.run_id:  # the parent's Dataset column and lineage: what its trials trained on
         steps("the data set input", lambda: copy_datasets(search.launch.tracking_uri, best["mlflow_run_id"], parent.run_id or ""))
-    _upload_report(config, search, rows, keys, parent.run_id or "", steps)
+    _upload_report(tcfg, config.train.epochs, search, rows, keys, parent.run_id or "", steps)
     chosen, version_tags = choose_trial(config, search, results, rows, keys, parent, steps)
     out.update(selected_trial_id=chosen["trial_id"] if chosen else None, **version_tags)
     if chosen is None:
@@ -55,20 +55,26 @@ def finish_search(config: Config, search: RunContract, results: Any, parent: Run
         out.update(evaluate_and_register(config, search, chosen_result, chosen, parent.run_id or "", steps, version_tags))
         parent.set_tags({k: v for k, v in out.items() if k in ("registered_version", "champion_decision")})
     parent.close("FINISHED")
-    _replay_leftovers(config, name, [parent.run_id or "", *(str(r.get("mlflow_run_id") or "") for r in rows)])
+    _replay_leftovers(config.mlflow, name, [parent.run_id or "", *(str(r.get("mlflow_run_id") or "") for r in rows)])
     cols = ["trial_id", metric, "epochs", *keys, "mlflow_run_id"]
     print(f"\nTop trials of {name}:\n" + table(rows[: tcfg.top_k], cols), flush=True)
     return out
 
 
 def _upload_report(
-    config: Config, search: RunContract, rows: list[dict[str, Any]], keys: list[str], parent_id: str, steps: TrackerSteps
+    tune: TuneConfig,
+    epochs: int,
+    search: RunContract,
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    parent_id: str,
+    steps: TrackerSteps,
 ) -> None:
-    metric = config.tune.metric
+    metric = tune.metric
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        files = summary_mod.write_top_k(rows, config.tune.top_k, out)
-        summary_mod.learning_curves(rows, metric, config.train.epochs, out / "learning_curves.png")
+        files = summary_mod.write_top_k(rows, tune.top_k, out)
+        summary_mod.learning_curves(rows, metric, epochs, out / "learning_curves.png")
         if keys:
             summary_mod.param_plots(rows, metric, keys, out / "params_vs_metric.png")
             summary_mod.parallel_coordinates(rows, metric, keys, out / "parallel_coordinates.png")
@@ -77,9 +83,9 @@ def _upload_report(
         steps("the search plots and top-k tables", lambda: [c.log_artifact(parent_id, str(f), "search") for f in uploads])
 
 
-def _replay_leftovers(config: Config, name: str, run_ids: list[str]) -> None:
+def _replay_leftovers(mlflow: MlflowConfig, name: str, run_ids: list[str]) -> None:
     """Points spooled by this search's runs that no logger could send yet: one more try, else say how."""
-    spool, uri = config.mlflow.spool_dir, config.mlflow.tracking_uri
+    spool, uri = mlflow.spool_dir, mlflow.tracking_uri
     prefixes = [r for r in run_ids if r] + [spool_name(None, f"{name}/")]
     try:
         sent, files = replay_dir(uri, spool, prefixes)

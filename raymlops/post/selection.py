@@ -33,7 +33,7 @@ def choose_trial(
     goals, rule = objectives(config.tune), select_rule(config.registry, config.tune)
     wanted = [m for m in dict.fromkeys([*goals, rule["metric"], *rule["constraints"]]) if m != config.tune.metric]
     pareto.add_metrics(rows, results, wanted)
-    chosen, reason = _apply_rule(config, rows, goals, rule)
+    chosen, reason = _apply_rule(config.registry.select is not None, rows, goals, rule)
     tags = {names.TAG_SELECT_RULE: reason}
     uri, parent_id = search.launch.tracking_uri, parent.run_id or ""
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,11 +57,11 @@ def choose_trial(
 
 
 def _apply_rule(
-    config: Config, rows: list[dict[str, Any]], goals: dict[str, str], rule: dict[str, Any]
+    has_select: bool, rows: list[dict[str, Any]], goals: dict[str, str], rule: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, str]:
     missing = pareto.missing_objectives(rows, goals)
     if missing:
         return None, f"no trial reported {', '.join(missing)} of tune.objectives; check the trials' logs"
-    if config.registry.select:
+    if has_select:  # registry.select given: the rule (constraints, a Pareto pick) chooses
         return pareto.select(rows, rule)
     return rows[0], f"{describe_rule(rule)}: trial {rows[0]['trial_id']}"

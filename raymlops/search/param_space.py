@@ -6,10 +6,8 @@ from typing import Any
 
 from ray import tune
 
-from raymlops.config.schema import Config
 
-
-def param_space(config: Config) -> dict[str, Any]:
+def param_space(search_space: dict[str, Any]) -> dict[str, Any]:
     """{'optim.lr': tune.loguniform(...), ...}: flat dotted keys, applied onto the config per trial."""
 
     samplers = {
@@ -19,4 +17,4 @@ def param_space(config: Config) -> dict[str, Any]:
         "randint": lambda s: tune.randint(s["lower"], s["upper"]),
         "choice": lambda s: tune.choice(s["values"]),
     }
-    return {key: samplers[spec["type"]](spec) for key, spec in (config.search_space or {}).items()}
+    return {key: samplers[spec["type"]](spec) for key, spec in search_space.items()}

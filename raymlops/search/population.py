@@ -8,14 +8,13 @@ from typing import Any
 
 from ray.tune.schedulers import PopulationBasedTraining
 
-from raymlops.config.schema import Config
+from raymlops.config.schema import SchedulerConfig
 from raymlops.search.param_space import param_space
 
 
-def build_population(config: Config) -> Any:
+def build_population(sched: SchedulerConfig, space: dict[str, Any]) -> Any:
     """PBT (random perturbations) or PB2 (a GP bandit picks the new values) per scheduler.name; metric and
     mode come from TuneConfig. Each report is one epoch, so intervals count epochs."""
-    sched, space = config.scheduler, config.search_space
     common: dict[str, Any] = {
         "time_attr": "training_iteration",
         "perturbation_interval": int(sched.perturbation_interval),
@@ -28,7 +27,7 @@ def build_population(config: Config) -> Any:
 
         bounds: dict[str, Any] = {str(k): [spec["lower"], spec["upper"]] for k, spec in space.items()}
         return PB2(hyperparam_bounds=bounds, log_config=False, **common)
-    domains = param_space(config)
+    domains = param_space(space)
     mutations = {k: spec["values"] if spec["type"] == "choice" else domains[k] for k, spec in space.items()}
     return PopulationBasedTraining(
         hyperparam_mutations=mutations, resample_probability=float(sched.resample_probability), log_config=False, **common

@@ -9,7 +9,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
 from raymlops.config import choices
 from raymlops.config.objectives import is_multi_objective
-from raymlops.config.schema import Config
+from raymlops.config.schema import Config, ScalingConfig, SchedulerConfig
 from raymlops.launch.trial import in_process
 from raymlops.search.population import build_population
 from raymlops.search.promotion_asha import PromotionASHA
@@ -23,9 +23,9 @@ def build_scheduler(config: Config) -> Any:
     if is_multi_objective(config.tune):  # TuneConfig then has none (OptunaSearch takes the lists): the primary, here
         common.update(metric=config.tune.metric, mode=config.tune.mode)
     if sched.name in choices.POPULATION_SCHEDULERS:
-        return build_population(config)
+        return build_population(sched, config.search_space)
     if sched.name == "asha":
-        asha = PromotionASHA if asha_mode(config) == "promote" else ASHAScheduler
+        asha = PromotionASHA if asha_mode(sched, config.scaling) == "promote" else ASHAScheduler
         grace = min(int(sched.grace_period), max_t)
         return asha(max_t=max_t, grace_period=grace, reduction_factor=sched.reduction_factor, **common)
     if sched.name == "hyperband":
@@ -33,12 +33,12 @@ def build_scheduler(config: Config) -> Any:
     return FIFOScheduler()  # no metric of its own to set
 
 
-def asha_mode(config: Config) -> str:
+def asha_mode(sched: SchedulerConfig, scaling: ScalingConfig) -> str:
     """scheduler.mode for ASHA: `promote` pauses a trial below its rung's top 1/rf and resumes it if it
     rises (raymlops.schedulers.PromotionASHA); `stop` is Ray Tune's ASHAScheduler; `auto` promotes
     trials that train inside their Tune actor (a pause costs a checkpoint) and stops DDP trials (a
     resume would cost a new worker group)."""
-    mode = str(config.scheduler.mode)
+    mode = str(sched.mode)
     if mode == "auto":
-        return "promote" if in_process(config) else "stop"
+        return "promote" if in_process(scaling) else "stop"
     return mode

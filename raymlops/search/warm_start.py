@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raymlops.config.objectives import objectives
-from raymlops.config.schema import Config
+from raymlops.config.schema import Config, TuneConfig
 from raymlops.core import names
 from raymlops.core.errors import UserError
 from raymlops.tracking import client
@@ -36,10 +36,10 @@ def load_warm_start(config: Config, uri: str, experiment_id: str, this_run_id: s
     warm = WarmStart()
     for parent_id in _source_runs(c, experiment_id, wanted, this_run_id):
         parent = c.get_run(parent_id)
-        _warn_dropped_keys(parent, config, parent_id)
+        _warn_dropped_keys(parent, config.search_space, parent_id)
         children = c.search_runs([experiment_id], filter_string=f"tags.`{names.TAG_PARENT}` = '{parent_id}'")
         for child in children:
-            point, reward = _point(child, config)
+            point, reward = _point(child, config.search_space, config.tune)
             if point is not None and reward is not None:
                 warm.points.append(point)
                 warm.rewards.append(reward)
@@ -75,20 +75,20 @@ def _source_runs(c: Any, experiment_id: str, wanted: Any, this_run_id: str) -> l
     return found[:1]
 
 
-def _warn_dropped_keys(parent: Any, config: Config, parent_id: str) -> None:
+def _warn_dropped_keys(parent: Any, space: dict[str, Any], parent_id: str) -> None:
     try:
         old_space = json.loads(parent.data.params.get("search.space", "{}"))
     except ValueError:
         old_space = {}
     for key in old_space:
-        if key not in config.search_space:
+        if key not in space:
             log.warning("warm start: '%s' of search run %s is not in this search space; skipped", key, parent_id)
 
 
-def _point(child: Any, config: Config) -> tuple[dict[str, Any] | None, Any]:
+def _point(child: Any, space: dict[str, Any], tune: TuneConfig) -> tuple[dict[str, Any] | None, Any]:
     """One earlier trial as (point, reward); (None, None) when a value is missing or outside the new space."""
     point = {}
-    for key, spec in config.search_space.items():
+    for key, spec in space.items():
         raw = child.data.params.get(key)
         value = None if raw is None else _convert(raw, spec)
         if value is None:
@@ -101,7 +101,7 @@ def _point(child: Any, config: Config) -> tuple[dict[str, Any] | None, Any]:
             )
             return None, None
         point[key] = value
-    goals = objectives(config.tune)
+    goals = objectives(tune)
     values = [child.data.metrics.get(m) for m in goals]
     if any(v is None for v in values):
         return None, None  # a failed trial or one that never reported: nothing to tell the searcher

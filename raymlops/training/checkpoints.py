@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from raymlops.config.schema import Config
+from raymlops.config.tree import to_dict
 from raymlops.core.redact import redact
 from raymlops.training.ops import unwrap
 
@@ -54,7 +55,7 @@ def save_checkpoint(
         "step_points": step_points or [],
         "run_id": run_id,
         "restarts": restarts,
-        "config": redact(config),  # the job's or trial's resolved config (credentials masked): what made these weights
+        "config": redact(to_dict(config)),  # the job's or trial's resolved config (credentials masked): what made these weights
     }
     torch.save(state, out / STATE_FILE)
     digest = hashlib.sha256((out / STATE_FILE).read_bytes()).hexdigest()
