@@ -11,6 +11,7 @@ import torch
 
 from raymlops.config.schema import DataConfig
 from raymlops.config.tree import from_dict, to_dict
+from raymlops.core.errors import UserError
 from raymlops.data.sources import image_folder, synthetic, torchvision_set
 
 
@@ -49,6 +50,8 @@ def _load_splits(data_json: str, seed: int) -> Splits:
     data = from_dict(DataConfig, json.loads(data_json))
     name = data.name
     if name == "synthetic":
+        if data.num_classes is None:
+            raise UserError("data=synthetic needs data.num_classes (e.g. data.num_classes=10).")
         (tx, ty), (sx, sy), classes = synthetic(data.num_train, data.num_test, data.num_classes, data.image_size)
     elif name == "imagefolder":
         (tx, ty), (sx, sy), classes = image_folder(Path(str(data.root)), data.image_size, data.cache_dir)
