@@ -9,7 +9,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
 from raymlops.config import choices
 from raymlops.config.objectives import is_multi_objective
-from raymlops.launch.trial import in_process
+from raymlops.launch.executors import executor_class
 from raymlops.search.population import build_population
 from raymlops.search.promotion_asha import PromotionASHA
 
@@ -39,5 +39,5 @@ def asha_mode(config: dict[str, Any]) -> str:
     resume would cost a new worker group)."""
     mode = str(config["scheduler"].get("mode", "auto"))
     if mode == "auto":
-        return "promote" if in_process(config) else "stop"
+        return "promote" if executor_class(config).cheap_pause else "stop"
     return mode
