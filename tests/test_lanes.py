@@ -1,5 +1,5 @@
-"""Warm DDP lanes (launch.lanes): 2-worker DDP trials of real searches on long-lived Ray Train worker
-groups, read back from MLflow and from Ray's placement-group table."""
+"""Warm DDP lanes (launch.executors.warm_lane, lane_broker): 2-worker DDP trials of real searches on long-lived
+Ray Train worker groups, read back from MLflow and from Ray's placement-group table."""
 
 from __future__ import annotations
 

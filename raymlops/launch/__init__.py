@@ -1,6 +1,3 @@
-"""The launch layer: joining Ray, checks before it, one training job (a TorchTrainer) and one Tune trial.
-
-A Tune trial with one worker trains inside its own Tune actor (no controller, worker group or
-placement group per trial); a trial with several workers builds a TorchTrainer (DDP) and
-forwards its reports to Tune.
+"""The launch layer: joining Ray, checks before it, one training job (a TorchTrainer), and how a search's
+Tune trials train (executors: in the trial's Tune actor, on a warm DDP lane, or by its own TorchTrainer).
 """

@@ -13,6 +13,7 @@ from typing import Any
 
 import ray
 
+from raymlops import ray_internals
 from raymlops.core.errors import UserError
 from raymlops.core.redact import is_secret_key
 from raymlops.launch import ray_output
@@ -136,14 +137,8 @@ def autoscaler_node_types(config: dict[str, Any]) -> list[tuple[dict[str, float]
 
 
 def _gcs_node_groups() -> list[tuple[dict[str, float], int]]:
-    try:
-        from ray._private.state import state
-
-        cfg = state.get_cluster_config()
-        groups = cfg.node_group_configs if cfg else []
-        return [(dict(g.resources), g.max_count if g.max_count >= 0 else 10**6) for g in groups if g.max_count != 0]
-    except Exception:
-        return []
+    groups = ray_internals.gcs_node_groups()
+    return [(res, count if count >= 0 else 10**6) for res, count in groups if count != 0]
 
 
 def _yaml_node_types(path: str | None) -> list[tuple[dict[str, float], int]]:

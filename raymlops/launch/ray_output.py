@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any
+
+from raymlops import ray_internals
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 
@@ -34,35 +35,9 @@ def is_benign(line: str) -> bool:
 
 
 def filter_worker_logs() -> bool:
-    """Drop BENIGN_LINES from what Ray prints on the driver, and nothing else.
-
-    Ray exposes no filter hook for `log_to_driver`. Its driver prints both forwarded worker output (the
-    "ray_print_logs" handler of its stream dispatcher) and the error channel (worker deaths, OOM kills,
-    the raylet's worker-pool notice) through `ray._private.worker.print_to_stdstream`; this wraps that
-    function in both places. Returns False (and changes nothing) when this Ray lays it out differently.
-    """
-    try:
-        from ray._private import worker
-        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
-    except ImportError:
-        return False
-    original = getattr(worker, "print_to_stdstream", None)
-    if original is None or getattr(original, "raymlops_filtered", False):
-        return original is not None
-    if "ray_print_logs" not in [name for name, _ in dispatcher.handlers]:
-        return False
-
-    def print_kept(data: dict[str, Any], ignore_prefix: bool) -> None:
-        lines = [line for line in data.get("lines", []) if not is_benign(str(line))]
-        if lines:
-            original({**data, "lines": lines}, ignore_prefix=ignore_prefix)
-
-    print_kept.raymlops_filtered = True  # type: ignore[attr-defined]
-    worker.print_to_stdstream = print_kept  # the error channel looks it up at each message
-    ignore_prefix = worker._should_ignore_worker_log_prefix(worker.global_worker)
-    dispatcher.remove_handler("ray_print_logs")
-    dispatcher.add_handler("ray_print_logs", lambda data: print_kept(data, ignore_prefix))
-    return True
+    """Drop BENIGN_LINES from what Ray prints on the driver, and nothing else; False (and nothing changed)
+    when this Ray lays its printing out differently (ray_internals.wrap_driver_log_printer)."""
+    return ray_internals.wrap_driver_log_printer(lambda line: not is_benign(line))
 
 
 class _TokenAuthDefault(logging.Filter):
@@ -76,19 +51,16 @@ class _TokenAuthDefault(logging.Filter):
 def keep_token_auth() -> None:
     """A local cluster keeps Ray 2.60's default, token authentication, without Ray's opt-out notice. (Setting
     RAY_AUTH_MODE=token here instead would not do: Ray reads its config at import, before this runs.)"""
-    setup = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    setup = logging.getLogger(ray_internals.TOKEN_SETUP_LOGGER)
     if not any(isinstance(f, _TokenAuthDefault) for f in setup.filters):
         setup.addFilter(_TokenAuthDefault())
 
 
 def token_auth_on() -> bool:
-    try:
-        from ray._private.authentication.authentication_utils import get_authentication_mode_name
-        from ray._raylet import get_authentication_mode  # type: ignore[attr-defined]
-
-        return str(get_authentication_mode_name(get_authentication_mode())).lower() == "token"
-    except Exception:  # an older or newer Ray without token auth
+    mode = ray_internals.auth_mode_name()
+    if mode is None:  # an older or newer Ray without token auth
         return os.environ.get(AUTH_MODE_ENV, "").lower() == "token"
+    return mode == "token"
 
 
 def dashboard_line(url: str | None) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from raymlops import ray_internals
+
 
 class PromotionASHA(FIFOScheduler):
     """Asynchronous successive halving with promotions (pause/resume) instead of stops."""
@@ -127,11 +129,7 @@ class PromotionASHA(FIFOScheduler):
     # max_concurrent_trials; without this, `max_concurrent_trials` paused trials would stop the search
     # from suggesting the new trials that are needed to promote them.
     def _live_set(self, tune_controller: Any) -> set[str] | None:
-        alg = tune_controller.search_alg
-        live = getattr(alg, "_live_trials", None)  # BasicVariantGenerator
-        if live is None:
-            live = getattr(getattr(alg, "searcher", None), "live_trials", None)  # SearchGenerator(ConcurrencyLimiter)
-        return live if isinstance(live, set) else None
+        return ray_internals.searcher_live_trials(tune_controller.search_alg)
 
     def _park(self, tune_controller: Any, trial_id: str) -> None:
         live = self._live_set(tune_controller)

@@ -10,7 +10,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from raymlops.config import choices
 from raymlops.config.objectives import is_multi_objective
 from raymlops.config.schema import Config, ScalingConfig, SchedulerConfig
-from raymlops.launch.trial import in_process
+from raymlops.launch.executors import executor_class
 from raymlops.search.population import build_population
 from raymlops.search.promotion_asha import PromotionASHA
 
@@ -40,5 +40,5 @@ def asha_mode(sched: SchedulerConfig, scaling: ScalingConfig) -> str:
     resume would cost a new worker group)."""
     mode = str(sched.mode)
     if mode == "auto":
-        return "promote" if in_process(scaling) else "stop"
+        return "promote" if executor_class(scaling).cheap_pause else "stop"
     return mode

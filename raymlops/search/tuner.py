@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
+from raymlops import ray_internals
 from raymlops.config import choices
 from raymlops.config.contract import Launch, RunContract
 from raymlops.config.objectives import is_multi_objective
@@ -18,8 +18,7 @@ from raymlops.config.schema import TuneConfig
 from raymlops.config.tree import from_dict
 from raymlops.core import names
 from raymlops.core.redact import redact
-from raymlops.launch.lanes import LaneRelease, start_broker, stop_lanes
-from raymlops.launch.trial import in_process, run_trial, search_storage, trial_resources, warm_lanes
+from raymlops.launch.executors import TrialExecutor, choose_executor, run_trial, search_storage
 from raymlops.post.finish import finish_search
 from raymlops.search.callbacks import TrialRuns
 from raymlops.search.live_progress import SearchProgress
@@ -51,24 +50,22 @@ def run_search(config: dict[str, Any], launch: Launch) -> dict[str, Any]:
     runs = TrialRuns(launch.tracking_uri, config["train"]["epochs"], mcfg)
     style = config["console"]["progress"]
     callbacks = [runs, SearchProgress(tcfg["metric"], tcfg["mode"], config["train"]["epochs"], tcfg["num_samples"], style)]
-    lane_storage = os.path.join(search_storage(config, search), "lanes")
-    lanes = start_broker(config, search, concurrency, lane_storage) if warm_lanes(config) else None
-    if lanes is not None:
-        callbacks.append(LaneRelease(lanes, search.run_key))
+    executor = choose_executor(config, search)
+    executor.start(concurrency)
+    callbacks.extend(executor.callbacks())
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=config, search=search, parent_run_id=parent.run_id, lanes=lanes),
-        trial_resources(config, launch.per_worker),
+        tune.with_parameters(run_trial, base=config, search=search, parent_run_id=parent.run_id, executor=executor),
+        executor.resources(),
     )
     tuner = (
         _restored(config, search, trainable, callbacks)
         if resuming
-        else _new_tuner(config, name, trainable, callbacks, concurrency, _warm_start(config, search, parent))
+        else _new_tuner(config, name, trainable, callbacks, executor, concurrency, _warm_start(config, search, parent))
     )
     try:
         results = tuner.fit()
     finally:
-        if lanes is not None:
-            stop_lanes(lanes)
+        executor.stop()
     runs.flush()
     return finish_search(config, search, results, parent)
 
@@ -92,7 +89,15 @@ def _warm_start(config: dict[str, Any], search: RunContract, parent: RunLogger) 
     return warm
 
 
-def _new_tuner(config: dict[str, Any], name: str, trainable: Any, callbacks: list[Any], concurrency: int, warm: WarmStart) -> Any:
+def _new_tuner(
+    config: dict[str, Any],
+    name: str,
+    trainable: Any,
+    callbacks: list[Any],
+    executor: TrialExecutor,
+    concurrency: int,
+    warm: WarmStart,
+) -> Any:
     tcfg = config["tune"]
     # several objectives: OptunaSearch and the scheduler carry the metrics (TuneConfig's would overwrite the lists)
     goal = {} if is_multi_objective(from_dict(TuneConfig, tcfg)) else {"metric": tcfg["metric"], "mode": tcfg["mode"]}
@@ -116,7 +121,7 @@ def _new_tuner(config: dict[str, Any], name: str, trainable: Any, callbacks: lis
             max_concurrent_trials=None,
             scheduler=build_scheduler(config),
             search_alg=build_search_alg(config, concurrency, warm),
-            reuse_actors=tcfg["reuse_actors"] and (in_process(config) or warm_lanes(config)),
+            reuse_actors=tcfg["reuse_actors"] and executor.reuses_actors,
         ),
     )
 
@@ -136,8 +141,7 @@ def _restored(config: dict[str, Any], search: RunContract, trainable: Any, callb
     tuner = tune.Tuner.restore(
         path, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=param_space(config)
     )
-    local = getattr(tuner, "_local_tuner", None)
-    run_config = local.get_run_config() if local else None
+    run_config = ray_internals.restored_run_config(tuner)
     if run_config is None:
         log.warning("could not replace the restored search's callbacks; MLflow child runs may close late")
     else:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from raymlops import ray_internals
 from raymlops.config.schema import Config
 from raymlops.config.tree import to_dict
 from raymlops.core.redact import redact
@@ -170,15 +171,10 @@ def drop_unregistered(latest: str) -> None:
     """Delete checkpoint dirs that Ray Train never registered: written by a worker killed before the
     controller recorded them, so Train's num_to_keep pruning would never delete them."""
     folder = Path(latest).parent
-    try:
-        snapshot = (folder / "checkpoint_manager_snapshot.json").read_text()
-    except OSError:
-        return  # remote storage, or no snapshot yet: leave everything
-    dirs = [p for p in folder.glob("checkpoint_*") if p.is_dir() and p.name != Path(latest).name]
-    for path in dirs:
-        if f'"{path.name}"' not in snapshot:  # every checkpoint Train tracks is named in its snapshot
-            log.warning("removing %s: written just before a crash, never registered by Ray Train", path)
-            shutil.rmtree(path, ignore_errors=True)
+    dirs = sorted(p.name for p in folder.glob("checkpoint_*") if p.is_dir() and p.name != Path(latest).name)
+    for name in ray_internals.unregistered_by_train(folder, dirs) or []:  # None: remote storage, or no snapshot yet
+        log.warning("removing %s: written just before a crash, never registered by Ray Train", folder / name)
+        shutil.rmtree(folder / name, ignore_errors=True)
 
 
 def drop_unregistered_trial(trial_dir: str, known: int, before: float) -> None:

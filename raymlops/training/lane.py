@@ -1,7 +1,7 @@
 """A warm DDP lane's per-worker loop: one Ray Train worker group runs one Tune trial after another.
 
-Rank 0 asks the search's lane broker (launch.lanes) for the next trial and broadcasts it to the
-other ranks; every rank trains it with the same Recipe as any other launcher, on a Session whose
+Rank 0 asks the search's lane broker (launch.executors.lane_broker) for the next trial and broadcasts it
+to the other ranks; every rank trains it with the same Recipe as any other launcher, on a Session whose
 `report` hands each epoch to the broker and waits until the trial's Tune driver has relayed it
 (the go-ahead for the next epoch) or Tune has released the trial (an ASHA stop, a pause).
 """

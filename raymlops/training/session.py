@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from raymlops import ray_internals
 from raymlops.training.checkpoints import (
     DONE_MARKER,
     checkpoint_candidates,
@@ -83,15 +84,9 @@ def ray_train_session() -> Session:
 
 
 def _quiet_worker_loggers() -> None:
-    noisy = ["alembic", "mlflow", "ray.train"]  # a line per report and per SQLite connection otherwise
-    try:  # Ray Train V2 logs "Reporting training result ..." per report through a logger named by its file path
-        from ray.train.v2._internal.execution import context as train_context
-
-        noisy.append(train_context.__file__)
-    except ImportError:
-        pass
-    for name in noisy:
+    for name in ("alembic", "mlflow", "ray.train"):  # a line per report and per SQLite connection otherwise
         logging.getLogger(name).setLevel(logging.WARNING)
+    ray_internals.quiet(ray_internals.train_v2_report_logger())  # "Reporting training result ..." per report
 
 
 def tune_session(use_gpu: bool) -> Session:
@@ -135,10 +130,7 @@ def tune_session(use_gpu: bool) -> Session:
 def _trial_folder() -> str | None:
     """This trial's folder under storage_path when it is on local disk (None for s3:// and the like). Tune
     creates it at the trial's first report: a trial created again on resume has only its search's folder yet."""
-    try:
-        from ray.train._internal.session import get_storage  # DeveloperAPI: Tune's storage context for the trial
-
-        path = str(get_storage().trial_fs_path)
-    except Exception:
+    path = ray_internals.tune_trial_fs_path()
+    if path is None:
         return None
     return path if os.path.isabs(path) and os.path.isdir(os.path.dirname(path)) else None

@@ -1,0 +1,60 @@
+"""The trial-executor interface: how a search's Tune trials train, asked once per search by search.tuner.
+
+An executor is chosen once per search (`choose_executor`); the search layer asks it what Tune reserves per
+trial (`resources`), starts and stops what lives as long as the search (`start`, `stop`), adds its Tune
+callbacks (`callbacks`), and each trial's Tune trainable (executors.trainable.run_trial) calls `run`.
+Nothing outside this package knows which kind runs.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from raymlops.config.contract import RunContract
+
+
+class TrialExecutor(ABC):
+    """How each trial of one search trains. Pickled into every trial (tune.with_parameters): keep it small."""
+
+    cheap_pause: ClassVar[bool] = False  # pausing and resuming a trial costs only a checkpoint (no worker group)
+    reuses_actors: ClassVar[bool] = False  # Tune may hand a trial's actor to the next trial (tune.reuse_actors)
+
+    def __init__(self, config: dict[str, Any], search: RunContract):
+        self.config, self.search = config, search
+
+    @abstractmethod
+    def resources(self) -> Any:
+        """What Tune reserves per trial (a tune.PlacementGroupFactory)."""
+
+    def start(self, concurrency: int) -> None:
+        """Start what lives as long as the search, for `concurrency` trials at a time (on the search driver)."""
+        return None  # nothing, for an executor with nothing search-wide
+
+    def stop(self) -> None:
+        """End what `start` started (on the search driver, after Tuner.fit, also when it raised)."""
+        return None
+
+    def callbacks(self) -> list[Any]:
+        """Tune callbacks this way of running trials needs (in ray.tune.RunConfig)."""
+        return []
+
+    @abstractmethod
+    def run(self, config: dict[str, Any], run: RunContract, trial_id: str) -> None:
+        """Train one trial (inside its Tune trainable): `config` is the search's with the trial's sampled params."""
+
+
+def search_storage(config: dict[str, Any], search: RunContract) -> str:
+    """The search's folder under storage_path (Tune's experiment folder)."""
+    return os.path.join(config["storage_path"], search.run_key)
+
+
+def in_process(config: dict[str, Any]) -> bool:
+    """1-worker trials train inside their Tune actor unless scaling.in_process_single_worker=false."""
+    return config["scaling"]["num_workers"] == 1 and bool(config["scaling"].get("in_process_single_worker", True))
+
+
+def warm_lanes(config: dict[str, Any]) -> bool:
+    """DDP trials run on warm lanes unless scaling.warm_workers=false."""
+    return not in_process(config) and bool(config["scaling"].get("warm_workers", True))

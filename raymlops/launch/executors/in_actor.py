@@ -1,0 +1,25 @@
+"""Trials that train inside their own Tune actor (1 worker): no controller, worker group or placement group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+
+from raymlops.config.contract import RunContract
+from raymlops.launch.executors.base import TrialExecutor
+from raymlops.training.loop import run_training
+from raymlops.training.session import tune_session
+
+
+class InActorExecutor(TrialExecutor):
+    """The trial's Tune actor is its one worker: Tune reserves the worker's resources for it."""
+
+    cheap_pause = True
+    reuses_actors = True
+
+    def resources(self) -> Any:
+        return tune.PlacementGroupFactory([dict(self.search.launch.per_worker)])
+
+    def run(self, config: dict[str, Any], run: RunContract, trial_id: str) -> None:
+        run_training(config, run, tune_session(run.launch.use_gpu))  # reports and checkpoints to Tune
