@@ -9,7 +9,7 @@ from typing import Any
 
 from ray import tune
 
-from raymlops.config import compose, validate
+from raymlops.config import Config, compose
 from raymlops.config.contract import Launch
 from raymlops.launch import cluster
 from raymlops.launch.executors import choose_executor, executor_class
@@ -22,17 +22,15 @@ from raymlops.launch.executors.warm_lane import LaneRelease, WarmLaneExecutor
 LAUNCH = Launch("sqlite:///x.db", "1", False, {"CPU": 1.0}, {}, 2)
 
 
-def _cfg(*overrides: str) -> dict[str, Any]:
-    config = compose(["+experiment=smoke", *overrides])
-    validate(config)
-    return config
+def _cfg(*overrides: str) -> Config:
+    return compose(["+experiment=smoke", *overrides])  # validated: a bad value raises here
 
 
 def test_one_executor_per_search_from_its_scaling() -> None:
-    assert executor_class(_cfg()) is InActorExecutor
-    assert executor_class(_cfg("scaling.num_workers=2")) is WarmLaneExecutor
-    assert executor_class(_cfg("scaling.num_workers=2", "scaling.warm_workers=false")) is OwnTrainerExecutor
-    assert executor_class(_cfg("scaling.in_process_single_worker=false")) is WarmLaneExecutor
+    assert executor_class(_cfg().scaling) is InActorExecutor
+    assert executor_class(_cfg("scaling.num_workers=2").scaling) is WarmLaneExecutor
+    assert executor_class(_cfg("scaling.num_workers=2", "scaling.warm_workers=false").scaling) is OwnTrainerExecutor
+    assert executor_class(_cfg("scaling.in_process_single_worker=false").scaling) is WarmLaneExecutor
     assert InActorExecutor.cheap_pause and not WarmLaneExecutor.cheap_pause and not OwnTrainerExecutor.cheap_pause
     assert InActorExecutor.reuses_actors and WarmLaneExecutor.reuses_actors and not OwnTrainerExecutor.reuses_actors
 

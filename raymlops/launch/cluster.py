@@ -14,6 +14,7 @@ from typing import Any
 import ray
 
 from raymlops import ray_internals
+from raymlops.config.schema import Config, ScalingConfig
 from raymlops.core.errors import UserError
 from raymlops.core.redact import is_secret_key
 from raymlops.launch import ray_output
@@ -22,13 +23,13 @@ log = logging.getLogger(__name__)
 DRIVER_RESOURCES = {"CPU": 0, "memory": 64 * 1024**2}  # a trial driver only waits on its worker group
 
 
-def connect(config: dict[str, Any]) -> None:
+def connect(config: Config) -> None:
     """Join RAY_ADDRESS / ray.address, or start a local cluster bound to 127.0.0.1."""
 
     if ray.is_initialized():
         return
-    rcfg = config["ray"]
-    address = rcfg.get("address") or os.environ.get("RAY_ADDRESS")
+    rcfg = config.ray
+    address = rcfg.address or os.environ.get("RAY_ADDRESS")
     # TUNE_FUNCTION_THREAD_TIMEOUT_S: a reused Tune actor waits this long for the last trial's thread
     # (MLflow flush included) instead of 2 s, after which Tune fails the next trial.
     # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S: the Train controller polls its workers every 2 s by default;
@@ -52,7 +53,7 @@ def connect(config: dict[str, Any]) -> None:
         # along, and Ray logs a runtime_env in clear (runtime_env_agent.log, the dashboard's job view).
         if os.environ.get(name) and (address or not is_secret_key(name)):
             env_vars[name] = os.environ[name]
-    verbose = bool(config.get("console", {}).get("verbose"))
+    verbose = bool(config.console.verbose)
     level = logging.INFO if verbose else logging.WARNING
     kwargs: dict[str, Any] = {"logging_level": level, "runtime_env": {"env_vars": env_vars}}
     if address:
@@ -60,10 +61,10 @@ def connect(config: dict[str, Any]) -> None:
     else:
         # DDP trials need the dashboard: it serves the state API that Ray Train's PlacementGroupCleaner
         # uses to free the worker group of a trial stopped by ASHA; without it those CPUs leak.
-        dashboard = bool(rcfg.get("include_dashboard", True)) or config["scaling"]["num_workers"] > 1
+        dashboard = bool(rcfg.include_dashboard) or config.scaling.num_workers > 1
         ray_output.keep_token_auth()
-        host = rcfg.get("dashboard_host", "127.0.0.1")
-        info = start_local_cluster(num_cpus=rcfg.get("num_cpus"), include_dashboard=dashboard, dashboard_host=host, **kwargs)
+        host = rcfg.dashboard_host
+        info = start_local_cluster(num_cpus=rcfg.num_cpus, include_dashboard=dashboard, dashboard_host=host, **kwargs)
     if not verbose:
         ray_output.filter_worker_logs()
     where = f"joined {address}" if address else "started a local cluster"
@@ -105,26 +106,25 @@ def _reachable(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
-def use_gpu(config: dict[str, Any]) -> bool:
+def use_gpu(config: Config) -> bool:
     """scaling.use_gpu: auto means 'if the cluster has GPUs (now or via its autoscaler)'."""
 
-    setting = config["scaling"]["use_gpu"]
+    setting = config.scaling.use_gpu
     if setting != "auto":
         return bool(setting)
     return ray.cluster_resources().get("GPU", 0) > 0 or (autoscaler_max(config).get("GPU", 0) > 0)
 
 
-def worker_resources(config: dict[str, Any], gpu: bool) -> dict[str, float]:
-    scaling = config["scaling"]
-    res: dict[str, float] = {"CPU": float(scaling["cpus_per_worker"])}
+def worker_resources(scaling: ScalingConfig, gpu: bool) -> dict[str, float]:
+    res: dict[str, float] = {"CPU": float(scaling.cpus_per_worker)}
     if gpu:
-        res["GPU"] = float(scaling["gpus_per_worker"])
-    if scaling.get("accelerator_resource"):
-        res[scaling["accelerator_resource"]] = 1.0
+        res["GPU"] = float(scaling.gpus_per_worker)
+    if scaling.accelerator_resource:
+        res[scaling.accelerator_resource] = 1.0
     return res
 
 
-def autoscaler_node_types(config: dict[str, Any]) -> list[tuple[dict[str, float], int]]:
+def autoscaler_node_types(config: Config) -> list[tuple[dict[str, float], int]]:
     """(resources, most nodes) per node type the autoscaler may run; empty when none is known.
 
     Ray 2.60's open-source autoscalers do not publish their node types to the GCS, so the
@@ -133,7 +133,7 @@ def autoscaler_node_types(config: dict[str, Any]) -> list[tuple[dict[str, float]
     where `ray job submit` drivers run.
     """
     groups = _gcs_node_groups()
-    return groups or _yaml_node_types(config.get("ray", {}).get("autoscaling_config"))
+    return groups or _yaml_node_types(config.ray.autoscaling_config)
 
 
 def _gcs_node_groups() -> list[tuple[dict[str, float], int]]:
@@ -162,7 +162,7 @@ def _yaml_node_types(path: str | None) -> list[tuple[dict[str, float], int]]:
         return []
 
 
-def autoscaler_max(config: dict[str, Any]) -> dict[str, float]:
+def autoscaler_max(config: Config) -> dict[str, float]:
     """Resources the autoscaler could reach (empty when no autoscaler node types are known)."""
     total: dict[str, float] = {}
     for resources, count in autoscaler_node_types(config):
@@ -171,7 +171,7 @@ def autoscaler_max(config: dict[str, Any]) -> dict[str, float]:
     return total
 
 
-def max_parallel_groups(config: dict[str, Any], per_worker: dict[str, float]) -> int:
+def max_parallel_groups(config: Config, per_worker: dict[str, float]) -> int:
     """How many worker groups of scaling.num_workers x per_worker fit at once (0 = never).
 
     Counts per node (a worker's bundle cannot span nodes). With an autoscaler (scaling.autoscale
@@ -179,10 +179,10 @@ def max_parallel_groups(config: dict[str, Any], per_worker: dict[str, float]) ->
     process cannot see (KubeRay, a driver off the head) trusts the autoscaler: as many groups as trials.
     """
 
-    n_workers = config["scaling"]["num_workers"]
+    n_workers = config.scaling.num_workers
     per_node = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
     slots = sum(min(int(node.get(k, 0) // v + 1e-9) for k, v in per_worker.items() if v > 0) for node in per_node)
-    autoscale = config["scaling"].get("autoscale", "auto")
+    autoscale = config.scaling.autoscale
     if autoscale is not False:
         types = autoscaler_node_types(config)
         if any(all(shape.get(k, 0) >= v for k, v in per_worker.items()) for shape, _ in types):
@@ -191,17 +191,17 @@ def max_parallel_groups(config: dict[str, Any], per_worker: dict[str, float]) ->
             return max(1, fits // n_workers) if fits >= n_workers else 0
         if autoscale is True and not types:
             log.warning("scaling.autoscale=true: trusting the autoscaler to add nodes for %s x %s", n_workers, per_worker)
-            return max(slots // n_workers, int(config.get("tune", {}).get("num_samples", 1)), 1)
+            return max(slots // n_workers, int(config.tune.num_samples), 1)
     return slots // n_workers
 
 
-def check_feasible(config: dict[str, Any], per_worker: dict[str, float]) -> int:
+def check_feasible(config: Config, per_worker: dict[str, float]) -> int:
     """Refuse, in seconds, a worker group the cluster can never hold; return how many fit at once."""
 
     groups = max_parallel_groups(config, per_worker)
     if groups >= 1:
         return groups
-    n = config["scaling"]["num_workers"]
+    n = config.scaling.num_workers
     have = {k: v for k, v in ray.cluster_resources().items() if k in per_worker}
     need = {k: v * n for k, v in per_worker.items()}
     hint = "lower scaling.num_workers or scaling.cpus_per_worker"

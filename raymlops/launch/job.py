@@ -9,34 +9,35 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from raymlops.config.contract import Launch, RunContract
+from raymlops.config.schema import Config
 from raymlops.launch import cluster
 from raymlops.launch.job_progress import EpochProgress
 from raymlops.tracking import ensure_experiment, lineage, retrying
 from raymlops.training.loop import train_loop_per_worker
 
 
-def start(config: dict[str, Any], argv: list[str]) -> Launch:
+def start(config: Config, argv: list[str]) -> Launch:
     """Join Ray, resolve GPUs, refuse infeasible groups, open the MLflow experiment (after launch.preflight)."""
     cluster.connect(config)
     gpu = cluster.use_gpu(config)
-    per_worker = cluster.worker_resources(config, gpu)
+    per_worker = cluster.worker_resources(config.scaling, gpu)
     groups = cluster.check_feasible(config, per_worker)
-    mcfg = config["mlflow"]
+    mcfg = config.mlflow
     experiment_id = retrying(
-        lambda: ensure_experiment(mcfg["tracking_uri"], mcfg["experiment_name"], mcfg.get("artifact_location")),
-        mcfg["retry_seconds"],
+        lambda: ensure_experiment(mcfg.tracking_uri, mcfg.experiment_name, mcfg.artifact_location),
+        mcfg.retry_seconds,
     )
-    return Launch(mcfg["tracking_uri"], experiment_id, gpu, per_worker, lineage(config, argv), groups)
+    return Launch(mcfg.tracking_uri, experiment_id, gpu, per_worker, lineage(config, argv), groups)
 
 
-def run_config_for_train(config: dict[str, Any], name: str, storage_path: str, callbacks: list[Any] | None = None) -> Any:
+def run_config_for_train(config: Config, name: str, storage_path: str, callbacks: list[Any] | None = None) -> Any:
 
     return ray.train.RunConfig(
         name=name,
         storage_path=storage_path,
         callbacks=callbacks,
-        failure_config=ray.train.FailureConfig(max_failures=config["train"]["max_failures"]),
-        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config["checkpoint"]["num_to_keep"]),
+        failure_config=ray.train.FailureConfig(max_failures=config.train.max_failures),
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep),
         logging_config=quiet_logging(),  # type: ignore[call-arg]  # Train V2's RunConfig (the default since 2.51)
     )
 
@@ -51,7 +52,7 @@ def quiet_logging() -> Any:
 
 
 def torch_trainer(
-    config: dict[str, Any],
+    config: Config,
     run: RunContract | None,
     launch: Launch,
     name: str,
@@ -64,18 +65,18 @@ def torch_trainer(
         train_loop_per_worker,
         train_loop_config={"config": config, "run": run},
         scaling_config=ray.train.ScalingConfig(
-            num_workers=config["scaling"]["num_workers"], use_gpu=launch.use_gpu, resources_per_worker=dict(launch.per_worker)
+            num_workers=config.scaling.num_workers, use_gpu=launch.use_gpu, resources_per_worker=dict(launch.per_worker)
         ),
         run_config=run_config_for_train(config, name, storage_path, callbacks),
     )
 
 
-def run_train_job(config: dict[str, Any], launch: Launch) -> dict[str, Any]:
+def run_train_job(config: Config, launch: Launch) -> dict[str, Any]:
     """One training job: TorchTrainer with scaling.num_workers DDP workers, rank 0 logging to MLflow."""
-    name = f"{config['name']}-train-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = f"{config.name}-train-{time.strftime('%Y%m%d-%H%M%S')}"
     run = launch.run("train", name, name, log_model=True)
-    progress = EpochProgress(config["train"]["epochs"], config["tune"]["metric"])
-    result = torch_trainer(config, run, launch, name, config["storage_path"], [progress]).fit()
+    progress = EpochProgress(config.train.epochs, config.tune.metric)
+    result = torch_trainer(config, run, launch, name, config.storage_path, [progress]).fit()
     if result.error:
         raise result.error
     return dict(result.metrics or {})

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
+from raymlops.config.schema import Config
 from raymlops.core.errors import UserError
 from raymlops.data import load_splits
 from raymlops.tracking import check_can_write, check_reachable
 
 
-def preflight(config: dict[str, Any]) -> None:
+def preflight(config: Config) -> None:
     """Fail in seconds, with what to change, on what would otherwise fail inside Ray."""
-    check_reachable(config["mlflow"]["tracking_uri"])
-    check_can_write(config["mlflow"]["tracking_uri"], config["mlflow"]["experiment_name"])
-    check_storage(config["storage_path"])
-    load_splits(config["data"], seed=config["train"]["seed"])  # validates the data; the decoded splits stay cached
+    check_reachable(config.mlflow.tracking_uri)
+    check_can_write(config.mlflow.tracking_uri, config.mlflow.experiment_name)
+    check_storage(config.storage_path)
+    load_splits(config.data, seed=config.train.seed)  # validates the data; the decoded splits stay cached
 
 
 def check_storage(storage_path: str) -> None:

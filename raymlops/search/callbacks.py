@@ -12,6 +12,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from raymlops.config.schema import MlflowConfig
 from raymlops.core import names
 from raymlops.core.redact import redact_text
 from raymlops.tracking import NullLogger, RunLogger, logged_steps, transient
@@ -24,7 +25,7 @@ class TrialRuns(Callback):
     """Each trial's MLflow child run closed correctly (FINISHED with raymlops.stopped_early, or FAILED),
     with any epoch point the trial reported to Tune but MLflow lacks written back."""
 
-    def __init__(self, tracking_uri: str, max_epochs: int, mlflow_cfg: dict[str, Any]):
+    def __init__(self, tracking_uri: str, max_epochs: int, mlflow_cfg: MlflowConfig):
         self.uri, self.max_epochs, self.mlflow_cfg = tracking_uri, max_epochs, mlflow_cfg
         self.points: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
         self.loggers: list[NullLogger] = []
@@ -66,9 +67,7 @@ class TrialRuns(Callback):
             if not transient(err):
                 raise
             logged = None  # tracker down: what MLflow lacks is unknown, and the trial's own spool holds its points
-        logger = RunLogger(
-            self.uri, run_id, spool_dir=self.mlflow_cfg["spool_dir"], retry_seconds=self.mlflow_cfg["retry_seconds"]
-        )
+        logger = RunLogger(self.uri, run_id, spool_dir=self.mlflow_cfg.spool_dir, retry_seconds=self.mlflow_cfg.retry_seconds)
         for epoch, point in sorted(points.items()):
             if logged is not None and epoch not in logged:  # reported to Tune, not (yet) in MLflow: write it back
                 at = point.get(names.LOGGED_AT)  # the trial's own timestamp: a point still on its way is stored once
@@ -85,7 +84,7 @@ class TrialRuns(Callback):
             except Exception as err:  # never raises into the search: the trial's spool still holds its points
                 log.warning("closing a trial's MLflow run failed: %s", redact_text(str(err))[:200])
         for logger in self.loggers:
-            logger.flush(timeout_s=self.mlflow_cfg["retry_seconds"] + 30)
+            logger.flush(timeout_s=self.mlflow_cfg.retry_seconds + 30)
 
 
 def _mark_done(trial: Any, epoch: int) -> None:

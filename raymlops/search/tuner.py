@@ -14,8 +14,7 @@ from raymlops import ray_internals
 from raymlops.config import choices
 from raymlops.config.contract import Launch, RunContract
 from raymlops.config.objectives import is_multi_objective
-from raymlops.config.schema import TuneConfig
-from raymlops.config.tree import from_dict
+from raymlops.config.schema import Config
 from raymlops.core import names
 from raymlops.core.redact import redact
 from raymlops.launch.executors import TrialExecutor, choose_executor, run_trial, search_storage
@@ -32,24 +31,25 @@ from raymlops.tracking import RunLogger, client, config_params, find_or_create_r
 log = logging.getLogger(__name__)
 
 
-def run_search(config: dict[str, Any], launch: Launch) -> dict[str, Any]:
+def run_search(config: Config, launch: Launch) -> dict[str, Any]:
     """Run (or resume) the Tune search described by config; return the summary."""
-    name, tcfg, mcfg = search_name(config), config["tune"], config["mlflow"]
-    resuming = tcfg["resume"] not in (False, None, "false")
+    tcfg, mcfg = config.tune, config.mlflow
+    name = search_name(config.name, tcfg.resume, config.storage_path)
+    resuming = tcfg.resume not in (False, None, "false")
     if resuming:
-        check_resumable(config, name)
+        check_resumable(config.storage_path, name)
     search = launch.run("search", name, name, log_model=False)
     parent = _open_parent(config, search)
-    concurrency = min(tcfg["max_concurrent_trials"] or launch.groups, tcfg["num_samples"])
+    concurrency = min(tcfg.max_concurrent_trials or launch.groups, tcfg.num_samples)
     print(
-        f"Search {name}: {tcfg['num_samples']} trials, {config['scheduler']['name']} + {config['search_alg']['name']}, "
-        f"{concurrency} at a time, {config['scaling']['num_workers']} worker(s) per trial; MLflow parent run {parent.run_id}\n"
+        f"Search {name}: {tcfg.num_samples} trials, {config.scheduler.name} + {config.search_alg.name}, "
+        f"{concurrency} at a time, {config.scaling.num_workers} worker(s) per trial; MLflow parent run {parent.run_id}\n"
         f"  {run_link(launch.tracking_uri, launch.experiment_id, parent.run_id or '')}",
         flush=True,
     )
-    runs = TrialRuns(launch.tracking_uri, config["train"]["epochs"], mcfg)
-    style = config["console"]["progress"]
-    callbacks = [runs, SearchProgress(tcfg["metric"], tcfg["mode"], config["train"]["epochs"], tcfg["num_samples"], style)]
+    runs = TrialRuns(launch.tracking_uri, config.train.epochs, mcfg)
+    style = config.console.progress
+    callbacks = [runs, SearchProgress(tcfg.metric, tcfg.mode, config.train.epochs, tcfg.num_samples, style)]
     executor = choose_executor(config, search)
     executor.start(concurrency)
     callbacks.extend(executor.callbacks())
@@ -70,18 +70,18 @@ def run_search(config: dict[str, Any], launch: Launch) -> dict[str, Any]:
     return finish_search(config, search, results, parent)
 
 
-def _open_parent(config: dict[str, Any], search: RunContract) -> RunLogger:
-    uri, mcfg = search.launch.tracking_uri, config["mlflow"]
+def _open_parent(config: Config, search: RunContract) -> RunLogger:
+    uri, mcfg = search.launch.tracking_uri, config.mlflow
     tags = {names.TAG_ROLE: "search", **search.launch.lineage}
     parent_id = retrying(
-        lambda: find_or_create_run(uri, search.launch.experiment_id, search.run_key, search.run_name, tags), mcfg["retry_seconds"]
+        lambda: find_or_create_run(uri, search.launch.experiment_id, search.run_key, search.run_name, tags), mcfg.retry_seconds
     )
-    parent = RunLogger(uri, parent_id, spool_dir=mcfg["spool_dir"], retry_seconds=mcfg["retry_seconds"])
+    parent = RunLogger(uri, parent_id, spool_dir=mcfg.spool_dir, retry_seconds=mcfg.retry_seconds)
     _log_search_config(parent, config, uri, parent_id)
     return parent
 
 
-def _warm_start(config: dict[str, Any], search: RunContract, parent: RunLogger) -> WarmStart:
+def _warm_start(config: Config, search: RunContract, parent: RunLogger) -> WarmStart:
     """search_alg.warm_start's earlier trials, and the parent run naming the runs they came from."""
     warm = load_warm_start(config, search.launch.tracking_uri, search.launch.experiment_id, parent.run_id or "")
     if warm.sources:
@@ -90,7 +90,7 @@ def _warm_start(config: dict[str, Any], search: RunContract, parent: RunLogger) 
 
 
 def _new_tuner(
-    config: dict[str, Any],
+    config: Config,
     name: str,
     trainable: Any,
     callbacks: list[Any],
@@ -98,48 +98,48 @@ def _new_tuner(
     concurrency: int,
     warm: WarmStart,
 ) -> Any:
-    tcfg = config["tune"]
+    tcfg = config.tune
     # several objectives: OptunaSearch and the scheduler carry the metrics (TuneConfig's would overwrite the lists)
-    goal = {} if is_multi_objective(from_dict(TuneConfig, tcfg)) else {"metric": tcfg["metric"], "mode": tcfg["mode"]}
+    goal: dict[str, Any] = {} if is_multi_objective(tcfg) else {"metric": tcfg.metric, "mode": str(tcfg.mode)}
     run_config = tune.RunConfig(
         name=name,
-        storage_path=config["storage_path"],
+        storage_path=config.storage_path,
         callbacks=callbacks,
         verbose=0,
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=config["checkpoint"]["num_to_keep"]),
-        failure_config=tune.FailureConfig(max_failures=config["train"]["max_failures"]),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep),
+        failure_config=tune.FailureConfig(max_failures=config.train.max_failures),
         stop=_population_stop(config),
     )
     return tune.Tuner(
         trainable,
-        param_space=param_space(config),
+        param_space=param_space(config.search_space),
         run_config=run_config,
         tune_config=tune.TuneConfig(
             **goal,
-            num_samples=tcfg["num_samples"],
+            num_samples=tcfg.num_samples,
             # the search algorithm limits concurrency (build_search_alg); given here too, Tune warns it ignores it
             max_concurrent_trials=None,
             scheduler=build_scheduler(config),
             search_alg=build_search_alg(config, concurrency, warm),
-            reuse_actors=tcfg["reuse_actors"] and executor.reuses_actors,
+            reuse_actors=tcfg.reuse_actors and executor.reuses_actors,
         ),
     )
 
 
-def _population_stop(config: dict[str, Any]) -> dict[str, Any] | None:
+def _population_stop(config: Config) -> dict[str, Any] | None:
     """PBT would also perturb at the last epoch, restarting a trial with nothing left to train (its last result
     then the donor's): Tune stops a trial that reports its last epoch before the scheduler sees the result."""
-    if config["scheduler"]["name"] in choices.POPULATION_SCHEDULERS:
-        return {"epoch": config["train"]["epochs"]}
+    if config.scheduler.name in choices.POPULATION_SCHEDULERS:
+        return {"epoch": config.train.epochs}
     return None
 
 
-def _restored(config: dict[str, Any], search: RunContract, trainable: Any, callbacks: list[Any]) -> Any:
+def _restored(config: Config, search: RunContract, trainable: Any, callbacks: list[Any]) -> Any:
     """Tuner.restore takes the RunConfig, callbacks included, from the tuner.pkl written when the search
     began: swap in this run's callbacks (this run's tracking URI and spool, and the ones we flush)."""
     path = search_storage(config, search)
     tuner = tune.Tuner.restore(
-        path, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=param_space(config)
+        path, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=param_space(config.search_space)
     )
     run_config = ray_internals.restored_run_config(tuner)
     if run_config is None:
@@ -154,13 +154,13 @@ def _restored(config: dict[str, Any], search: RunContract, trainable: Any, callb
     return tuner
 
 
-def _log_search_config(parent: RunLogger, config: dict[str, Any], uri: str, parent_id: str) -> None:
+def _log_search_config(parent: RunLogger, config: Config, uri: str, parent_id: str) -> None:
     parent.log_params(
         {
             **config_params(config),
-            "search.scheduler": config["scheduler"]["name"],
-            "search.algorithm": config["search_alg"]["name"],
-            "search.space": json.dumps(config.get("search_space") or {}),
+            "search.scheduler": config.scheduler.name,
+            "search.algorithm": config.search_alg.name,
+            "search.space": json.dumps(config.search_space or {}),
         }
     )
     parent.flush()

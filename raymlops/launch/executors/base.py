@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from raymlops.config.contract import RunContract
+from raymlops.config.schema import Config, ScalingConfig
 
 
 class TrialExecutor(ABC):
@@ -21,7 +22,7 @@ class TrialExecutor(ABC):
     cheap_pause: ClassVar[bool] = False  # pausing and resuming a trial costs only a checkpoint (no worker group)
     reuses_actors: ClassVar[bool] = False  # Tune may hand a trial's actor to the next trial (tune.reuse_actors)
 
-    def __init__(self, config: dict[str, Any], search: RunContract):
+    def __init__(self, config: Config, search: RunContract):
         self.config, self.search = config, search
 
     @abstractmethod
@@ -41,20 +42,20 @@ class TrialExecutor(ABC):
         return []
 
     @abstractmethod
-    def run(self, config: dict[str, Any], run: RunContract, trial_id: str) -> None:
+    def run(self, config: Config, run: RunContract, trial_id: str) -> None:
         """Train one trial (inside its Tune trainable): `config` is the search's with the trial's sampled params."""
 
 
-def search_storage(config: dict[str, Any], search: RunContract) -> str:
+def search_storage(config: Config, search: RunContract) -> str:
     """The search's folder under storage_path (Tune's experiment folder)."""
-    return os.path.join(config["storage_path"], search.run_key)
+    return os.path.join(config.storage_path, search.run_key)
 
 
-def in_process(config: dict[str, Any]) -> bool:
+def in_process(scaling: ScalingConfig) -> bool:
     """1-worker trials train inside their Tune actor unless scaling.in_process_single_worker=false."""
-    return config["scaling"]["num_workers"] == 1 and bool(config["scaling"].get("in_process_single_worker", True))
+    return scaling.num_workers == 1 and scaling.in_process_single_worker
 
 
-def warm_lanes(config: dict[str, Any]) -> bool:
+def warm_lanes(scaling: ScalingConfig) -> bool:
     """DDP trials run on warm lanes unless scaling.warm_workers=false."""
-    return not in_process(config) and bool(config["scaling"].get("warm_workers", True))
+    return not in_process(scaling) and scaling.warm_workers

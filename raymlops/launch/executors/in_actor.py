@@ -7,6 +7,7 @@ from typing import Any
 from ray import tune
 
 from raymlops.config.contract import RunContract
+from raymlops.config.schema import Config
 from raymlops.launch.executors.base import TrialExecutor
 from raymlops.training.loop import run_training
 from raymlops.training.session import tune_session
@@ -21,5 +22,5 @@ class InActorExecutor(TrialExecutor):
     def resources(self) -> Any:
         return tune.PlacementGroupFactory([dict(self.search.launch.per_worker)])
 
-    def run(self, config: dict[str, Any], run: RunContract, trial_id: str) -> None:
+    def run(self, config: Config, run: RunContract, trial_id: str) -> None:
         run_training(config, run, tune_session(run.launch.use_gpu))  # reports and checkpoints to Tune

@@ -10,6 +10,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from raymlops.config.contract import RunContract
+from raymlops.config.schema import Config
 from raymlops.launch import cluster
 from raymlops.launch.executors.base import TrialExecutor, search_storage
 from raymlops.launch.job import torch_trainer
@@ -26,7 +27,7 @@ class OwnTrainerExecutor(TrialExecutor):
     def resources(self) -> Any:
         return driver_resources()
 
-    def run(self, config: dict[str, Any], run: RunContract, trial_id: str) -> None:
+    def run(self, config: Config, run: RunContract, trial_id: str) -> None:
         storage = os.path.join(search_storage(self.config, self.search), "train_runs")
         result = torch_trainer(config, run, self.search.launch, trial_id, storage, callbacks=[TuneReportCallback()]).fit()
         if result.error:

@@ -15,6 +15,7 @@ from ray.tune import Callback
 
 from raymlops import ray_internals
 from raymlops.config.contract import RunContract
+from raymlops.config.schema import Config
 from raymlops.launch import cluster
 from raymlops.launch.executors.base import TrialExecutor, search_storage
 from raymlops.launch.executors.lane_broker import start_broker, stop_lanes
@@ -28,7 +29,7 @@ class WarmLaneExecutor(TrialExecutor):
 
     reuses_actors = True
 
-    def __init__(self, config: dict[str, Any], search: RunContract):
+    def __init__(self, config: Config, search: RunContract):
         super().__init__(config, search)
         self.storage = os.path.join(search_storage(config, search), "lanes")
         self.broker: Any = None
@@ -38,7 +39,7 @@ class WarmLaneExecutor(TrialExecutor):
 
     def start(self, concurrency: int) -> None:
         spec = lane_spec(self.config, self.search, self.storage)
-        self.broker = start_broker(spec, concurrency, self.config["scaling"]["lane_idle_s"])
+        self.broker = start_broker(spec, concurrency, self.config.scaling.lane_idle_s)
 
     def stop(self) -> None:
         if self.broker is not None:
@@ -47,11 +48,11 @@ class WarmLaneExecutor(TrialExecutor):
     def callbacks(self) -> list[Any]:
         return [LaneRelease(self.broker, self.search.run_key)]
 
-    def run(self, config: dict[str, Any], run: RunContract, trial_id: str) -> None:
+    def run(self, config: Config, run: RunContract, trial_id: str) -> None:
         relay_from_lane(config, run, self.broker, self.storage)
 
 
-def relay_from_lane(config: dict[str, Any], run: RunContract, broker: Any, storage: str) -> None:
+def relay_from_lane(config: Config, run: RunContract, broker: Any, storage: str) -> None:
     """The thin driver of a DDP trial on a warm lane: submit, then relay each epoch (metrics + checkpoint)
     to Tune; `tune.report` returning is the lane's go-ahead. A stop or pause by Tune ends this thread
     inside `tune.report`; the finally tells the broker, and the lane drops the trial at that boundary."""
@@ -82,14 +83,14 @@ def relay_from_lane(config: dict[str, Any], run: RunContract, broker: Any, stora
         broker.release.remote(key)
 
 
-def lane_spec(config: dict[str, Any], run: RunContract, storage: str) -> dict[str, Any]:
+def lane_spec(config: Config, run: RunContract, storage: str) -> dict[str, Any]:
     """The shape of the worker group a trial needs (its lane's key) and how to start one."""
     return {
-        "num_workers": config["scaling"]["num_workers"],
-        "per_worker": cluster.worker_resources(config, run.launch.use_gpu),
+        "num_workers": config.scaling.num_workers,
+        "per_worker": cluster.worker_resources(config.scaling, run.launch.use_gpu),
         "use_gpu": run.launch.use_gpu,
         "storage": os.path.abspath(storage) if "://" not in storage else storage,
-        "max_failures": config["train"]["max_failures"],
+        "max_failures": config.train.max_failures,
     }
 
 
