@@ -299,7 +299,7 @@ def _checkpoints(tmp_path: Path, epochs: int) -> tuple[Config, Path, list[dict[s
     config = compose(["+experiment=smoke", f"checkpoint.dir={tmp_path / 'staging'}"])
     torch.manual_seed(0)
     model = build_model(config.model, 3, 10)
-    optimizer, scheduler = optim.build_optimizer(config, model, steps_per_epoch=1)
+    optimizer, scheduler = optim.build_optimizer(config.optim, config.train, model, steps_per_epoch=1)
     folder, weights = tmp_path / "trial", []
     folder.mkdir()
     for epoch in range(1, epochs + 1):
@@ -318,7 +318,7 @@ def _checkpoints(tmp_path: Path, epochs: int) -> tuple[Config, Path, list[dict[s
 
 def _restore(config: Config, candidates: list[str]) -> tuple[dict[str, object], object]:
     model = build_model(config.model, 3, 10)
-    optimizer, scheduler = optim.build_optimizer(config, model, steps_per_epoch=1)
+    optimizer, scheduler = optim.build_optimizer(config.optim, config.train, model, steps_per_epoch=1)
     return checkpoints.restore(candidates, model, optimizer, scheduler), model
 
 

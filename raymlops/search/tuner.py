@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from raymlops import ray_internals
 from raymlops.config import choices
 from raymlops.config.contract import Launch, RunContract
 from raymlops.config.objectives import is_multi_objective
-from raymlops.config.schema import Config
+from raymlops.config.schema import Config, MlflowConfig, SchedulerConfig
+from raymlops.config.tree import to_dict
 from raymlops.core import names
 from raymlops.core.redact import redact
 from raymlops.launch.executors import TrialExecutor, choose_executor, run_trial, search_storage
@@ -39,7 +41,7 @@ def run_search(config: Config, launch: Launch) -> dict[str, Any]:
     if resuming:
         check_resumable(config.storage_path, name)
     search = launch.run("search", name, name, log_model=False)
-    parent = _open_parent(config, search)
+    parent = _open_parent(mcfg, search, _search_params(config), to_dict(config))
     concurrency = min(tcfg.max_concurrent_trials or launch.groups, tcfg.num_samples)
     print(
         f"Search {name}: {tcfg.num_samples} trials, {config.scheduler.name} + {config.search_alg.name}, "
@@ -58,7 +60,7 @@ def run_search(config: Config, launch: Launch) -> dict[str, Any]:
         executor.resources(),
     )
     tuner = (
-        _restored(config, search, trainable, callbacks)
+        _restored(search_storage(config.storage_path, search), config.search_space, trainable, callbacks)
         if resuming
         else _new_tuner(config, name, trainable, callbacks, executor, concurrency, _warm_start(config, search, parent))
     )
@@ -70,20 +72,38 @@ def run_search(config: Config, launch: Launch) -> dict[str, Any]:
     return finish_search(config, search, results, parent)
 
 
-def _open_parent(config: Config, search: RunContract) -> RunLogger:
-    uri, mcfg = search.launch.tracking_uri, config.mlflow
+def _search_params(config: Config) -> dict[str, Any]:
+    """The parent run's params: the resolved config (flat, redacted) and what the search is made of."""
+    return {
+        **config_params(config),
+        "search.scheduler": config.scheduler.name,
+        "search.algorithm": config.search_alg.name,
+        "search.space": json.dumps(config.search_space),
+    }
+
+
+def _open_parent(mcfg: MlflowConfig, search: RunContract, params: dict[str, Any], plain: dict[str, Any]) -> RunLogger:
+    uri = search.launch.tracking_uri
     tags = {names.TAG_ROLE: "search", **search.launch.lineage}
     parent_id = retrying(
         lambda: find_or_create_run(uri, search.launch.experiment_id, search.run_key, search.run_name, tags), mcfg.retry_seconds
     )
     parent = RunLogger(uri, parent_id, spool_dir=mcfg.spool_dir, retry_seconds=mcfg.retry_seconds)
-    _log_search_config(parent, config, uri, parent_id)
+    _log_search_config(parent, params, plain, uri, parent_id)
     return parent
 
 
 def _warm_start(config: Config, search: RunContract, parent: RunLogger) -> WarmStart:
     """search_alg.warm_start's earlier trials, and the parent run naming the runs they came from."""
-    warm = load_warm_start(config, search.launch.tracking_uri, search.launch.experiment_id, parent.run_id or "")
+    launch = search.launch
+    warm = load_warm_start(
+        config.search_alg,
+        config.search_space,
+        config.tune,
+        launch.tracking_uri,
+        launch.experiment_id,
+        parent.run_id or "",
+    )
     if warm.sources:
         parent.set_tags({names.TAG_WARM_START: ",".join(warm.sources), f"{names.TAG_WARM_START}.points": len(warm.points)})
     return warm
@@ -108,7 +128,7 @@ def _new_tuner(
         verbose=0,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep),
         failure_config=tune.FailureConfig(max_failures=config.train.max_failures),
-        stop=_population_stop(config),
+        stop=_population_stop(config.scheduler, config.train.epochs),
     )
     return tune.Tuner(
         trainable,
@@ -126,20 +146,19 @@ def _new_tuner(
     )
 
 
-def _population_stop(config: Config) -> dict[str, Any] | None:
+def _population_stop(sched: SchedulerConfig, epochs: int) -> dict[str, Any] | None:
     """PBT would also perturb at the last epoch, restarting a trial with nothing left to train (its last result
     then the donor's): Tune stops a trial that reports its last epoch before the scheduler sees the result."""
-    if config.scheduler.name in choices.POPULATION_SCHEDULERS:
-        return {"epoch": config.train.epochs}
+    if sched.name in choices.POPULATION_SCHEDULERS:
+        return {"epoch": epochs}
     return None
 
 
-def _restored(config: Config, search: RunContract, trainable: Any, callbacks: list[Any]) -> Any:
+def _restored(path: str, space: dict[str, Any], trainable: Any, callbacks: list[Any]) -> Any:
     """Tuner.restore takes the RunConfig, callbacks included, from the tuner.pkl written when the search
-    began: swap in this run's callbacks (this run's tracking URI and spool, and the ones we flush)."""
-    path = search_storage(config, search)
+    began (at path): swap in this run's callbacks (this run's tracking URI and spool, and the ones we flush)."""
     tuner = tune.Tuner.restore(
-        path, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=param_space(config.search_space)
+        path, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=param_space(space)
     )
     run_config = ray_internals.restored_run_config(tuner)
     if run_config is None:
@@ -150,23 +169,16 @@ def _restored(config: Config, search: RunContract, trainable: Any, callbacks: li
         run_config.callbacks = [fresh.get(type(cb), cb) for cb in old] + [
             cb for cb in callbacks if type(cb) not in {type(o) for o in old}
         ]
-    print(f"Resuming search {search.run_key} from {path}", flush=True)
+    print(f"Resuming search {os.path.basename(path)} from {path}", flush=True)
     return tuner
 
 
-def _log_search_config(parent: RunLogger, config: Config, uri: str, parent_id: str) -> None:
-    parent.log_params(
-        {
-            **config_params(config),
-            "search.scheduler": config.scheduler.name,
-            "search.algorithm": config.search_alg.name,
-            "search.space": json.dumps(config.search_space or {}),
-        }
-    )
+def _log_search_config(parent: RunLogger, params: dict[str, Any], plain: dict[str, Any], uri: str, parent_id: str) -> None:
+    parent.log_params(params)
     parent.flush()
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "search_config.json"
-        p.write_text(json.dumps(redact(config), indent=2, default=str))
+        p.write_text(json.dumps(redact(plain), indent=2, default=str))
         try:
             client(uri).log_artifact(parent_id, str(p))
         except Exception as err:

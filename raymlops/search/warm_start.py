@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raymlops.config.objectives import objectives
-from raymlops.config.schema import Config, TuneConfig
+from raymlops.config.schema import SearchAlgConfig, TuneConfig
 from raymlops.core import names
 from raymlops.core.errors import UserError
 from raymlops.tracking import client
@@ -27,19 +27,21 @@ class WarmStart:
     sources: list[str] = field(default_factory=list)
 
 
-def load_warm_start(config: Config, uri: str, experiment_id: str, this_run_id: str) -> WarmStart:
+def load_warm_start(
+    alg: SearchAlgConfig, space: dict[str, Any], tune: TuneConfig, uri: str, experiment_id: str, this_run_id: str
+) -> WarmStart:
     """The trials of the searches named by search_alg.warm_start (latest, a parent run id, or a list of them)."""
-    wanted = config.search_alg.warm_start
+    wanted = alg.warm_start
     if not wanted:
         return WarmStart()
     c = client(uri)
     warm = WarmStart()
     for parent_id in _source_runs(c, experiment_id, wanted, this_run_id):
         parent = c.get_run(parent_id)
-        _warn_dropped_keys(parent, config.search_space, parent_id)
+        _warn_dropped_keys(parent, space, parent_id)
         children = c.search_runs([experiment_id], filter_string=f"tags.`{names.TAG_PARENT}` = '{parent_id}'")
         for child in children:
-            point, reward = _point(child, config.search_space, config.tune)
+            point, reward = _point(child, space, tune)
             if point is not None and reward is not None:
                 warm.points.append(point)
                 warm.rewards.append(reward)

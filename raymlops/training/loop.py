@@ -62,9 +62,9 @@ class Recipe:
         self.splits = load_splits(config.data, seed=self.train_cfg.seed)
         self.model = self._build_model()
         self.steps_per_epoch = steps_per_epoch(len(self.splits.train_y), self.train_cfg.batch_size, session.world_size)
-        self.optimizer, self.scheduler = build_optimizer(config, self.model, self.steps_per_epoch)
+        self.optimizer, self.scheduler = build_optimizer(config.optim, config.train, self.model, self.steps_per_epoch)
         self.progress = Progress.from_state(restore(session.restore_dirs, self.model, self.optimizer, self.scheduler))
-        self.tracker: NullLogger = open_tracker(config, run, session, self.progress.run_id)
+        self.tracker: NullLogger = open_tracker(config.mlflow, config.scheduler.name, run, session, self.progress.run_id)
         self.already = start_tracking(self.tracker, config, session, self.progress, self.splits)
         self._prepare_tensors()  # before any report: a re-report needs the cost figures (and their val images)
         if 0 <= session.known_epoch < self.progress.epoch:

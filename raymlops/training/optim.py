@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from raymlops.config.schema import Config
+from raymlops.config.schema import OptimConfig, TrainConfig
 
 
 def steps_per_epoch(n: int, global_batch: int, world: int) -> int:
@@ -16,8 +16,8 @@ def steps_per_epoch(n: int, global_batch: int, world: int) -> int:
     return max(1, math.ceil(math.ceil(n / world) / per_worker))
 
 
-def build_optimizer(config: Config, model: nn.Module, steps_per_epoch: int) -> tuple[Any, Any]:
-    opt, train_cfg = config.optim, config.train
+def build_optimizer(opt: OptimConfig, train_cfg: TrainConfig, model: nn.Module, steps_per_epoch: int) -> tuple[Any, Any]:
+    """SGD or AdamW (no weight decay on biases and norms) and its per-step schedule (warm-up, then none/cosine/onecycle)."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for p in model.parameters():

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from raymlops.config.contract import RunContract
-from raymlops.config.schema import Config, DataConfig
+from raymlops.config.schema import Config, DataConfig, MlflowConfig
 from raymlops.core import names
 from raymlops.data import Splits
 from raymlops.tracking import (
@@ -29,12 +29,11 @@ log = logging.getLogger(__name__)
 RESUMES = "restarts"  # the metric a restart logs: its number, at the epoch it resumed from
 
 
-def open_tracker(config: Config, run: RunContract | None, session: Session, run_id: str | None) -> NullLogger:
+def open_tracker(mcfg: MlflowConfig, scheduler: str, run: RunContract | None, session: Session, run_id: str | None) -> NullLogger:
     """The loop's logger (tracking.logger_for decides who logs): run_id is the run a restored checkpoint
     logged to; without it, the contract's run is opened, or found again after a restart. No contract
     (a benchmark, a test): nothing is logged. A PBT trial restored from another trial's checkpoint keeps its own run."""
-    mcfg = config.mlflow
-    if session.is_rank_zero and is_other_trials_run(config, run, run_id):
+    if session.is_rank_zero and is_other_trials_run(scheduler, mcfg.retry_seconds, run, run_id):
         run_id = None  # found again by this trial's run key
     return logger_for(
         session.is_rank_zero,
@@ -68,7 +67,7 @@ def start_tracking(
     if type(tracker) is NullLogger:
         return {}
     # a run created just now has no points: no need to ask MLflow (two queries per trial otherwise)
-    found = {"val_acc": set(), names.STEP_METRIC: set()} if tracker.fresh else _logged_steps(tracker, config)
+    found = {"val_acc": set(), names.STEP_METRIC: set()} if tracker.fresh else _logged_steps(tracker, config.mlflow.retry_seconds)
     already = found or {"val_acc": set(), names.STEP_METRIC: set()}
     mcfg = config.mlflow
     if mcfg.system_metrics:
@@ -131,7 +130,7 @@ def _backfill(tracker: NullLogger, progress: Progress, already: dict[str, set[in
             already[names.STEP_METRIC].add(int(step))
 
 
-def _logged_steps(tracker: NullLogger, config: Config) -> dict[str, set[int]] | None:
+def _logged_steps(tracker: NullLogger, retry_seconds: float) -> dict[str, set[int]] | None:
     """The epochs and steps the run already has in MLflow; None when that cannot be known (tracker down)."""
     run_id = tracker.run_id
     if not run_id:
@@ -144,6 +143,6 @@ def _logged_steps(tracker: NullLogger, config: Config) -> dict[str, set[int]] | 
 
     return retry_or_none(
         fetch,
-        config.mlflow.retry_seconds,
+        retry_seconds,
         f"epochs the checkpoint holds are not compared with run {run_id}",
     )

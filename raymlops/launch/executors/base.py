@@ -46,9 +46,9 @@ class TrialExecutor(ABC):
         """Train one trial (inside its Tune trainable): `config` is the search's with the trial's sampled params."""
 
 
-def search_storage(config: Config, search: RunContract) -> str:
+def search_storage(storage_path: str, search: RunContract) -> str:
     """The search's folder under storage_path (Tune's experiment folder)."""
-    return os.path.join(config.storage_path, search.run_key)
+    return os.path.join(storage_path, search.run_key)
 
 
 def in_process(scaling: ScalingConfig) -> bool:

@@ -28,7 +28,7 @@ class OwnTrainerExecutor(TrialExecutor):
         return driver_resources()
 
     def run(self, config: Config, run: RunContract, trial_id: str) -> None:
-        storage = os.path.join(search_storage(self.config, self.search), "train_runs")
+        storage = os.path.join(search_storage(self.config.storage_path, self.search), "train_runs")
         result = torch_trainer(config, run, self.search.launch, trial_id, storage, callbacks=[TuneReportCallback()]).fit()
         if result.error:
             raise result.error

@@ -31,7 +31,7 @@ class WarmLaneExecutor(TrialExecutor):
 
     def __init__(self, config: Config, search: RunContract):
         super().__init__(config, search)
-        self.storage = os.path.join(search_storage(config, search), "lanes")
+        self.storage = os.path.join(search_storage(config.storage_path, search), "lanes")
         self.broker: Any = None
 
     def resources(self) -> Any:
