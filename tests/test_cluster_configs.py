@@ -148,14 +148,15 @@ def test_aws_yaml_bootstraps_and_launches_every_node_type_against_an_ec2_emulato
 
 def test_raymlops_reads_the_gpu_node_types_from_the_autoscaler_yaml() -> None:
     """On a `ray up` head the driver reads ~/ray_bootstrap_config.yaml: GPUs count before any GPU node exists."""
+    from raymlops.config.schema import Config, RayConfig
     from raymlops.launch import cluster
 
-    config = {"ray": {"autoscaling_config": str(CLUSTER / "aws.yaml")}}
+    config = Config(ray=RayConfig(autoscaling_config=str(CLUSTER / "aws.yaml")))
     types = cluster.autoscaler_node_types(config)
     assert ({"CPU": 0.0}, 1) in types, "the head counts once"
     assert ({"CPU": 4.0, "GPU": 1.0}, 8) in types
     assert cluster.autoscaler_max(config)["GPU"] >= 8
-    assert cluster.autoscaler_node_types({"ray": {"autoscaling_config": str(CLUSTER / "missing.yaml")}}) == []
+    assert cluster.autoscaler_node_types(Config(ray=RayConfig(autoscaling_config=str(CLUSTER / "missing.yaml")))) == []
 
 
 def test_kuberay_manifest() -> None:
