@@ -69,6 +69,9 @@ def test_typed_config_and_absolute_paths(tmp_path: Path, monkeypatch: pytest.Mon
     assert C.from_dict(C.Config, plain) == C.compose(["+experiment=smoke"])
     trial = C.with_overrides(cfg, {"optim.lr": 0.5, "model.name": "resnet18"})
     assert trial.optim.lr == 0.5 and trial.model.name is ModelName.resnet18 and cfg.optim.lr != 0.5
+    pareto = C.compose(["+experiment=cifar10_pareto"])  # an Optional section (registry.select) stays typed
+    select = C.with_overrides(pareto, {"optim.lr": 0.1}).registry.select
+    assert select is not None and select.metric == "val_acc" and select.constraints == {"latency_ms": {"le": 3.0}}
 
 
 def test_the_schema_refuses_bad_types_and_keys_at_compose() -> None:

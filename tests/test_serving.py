@@ -95,6 +95,8 @@ def test_mlflow_models_serve_answers_images(champion: dict[str, Any]) -> None:
     """The registered champion behind MLflow's own scoring server: PNG and JPEG in, labels out; bad bodies -> 400."""
     import mlflow.pyfunc
 
+    from raymlops.tracking.model_store import download_model
+
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)  # mlflow starts `uvicorn` from PATH: the venv's bin, as when activated
     env = {
@@ -125,7 +127,8 @@ def test_mlflow_models_serve_answers_images(champion: dict[str, Any]) -> None:
         reply = requests.post(f"{url}/invocations", json=_split_body(pngs + jpgs), timeout=30)
         assert reply.status_code == 200, reply.text
         rows = reply.json()["predictions"]
-        expected = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(pd.DataFrame({"image": pngs + jpgs}))
+        local = download_model(champion["uri"], f"models:/{NAME}@champion")  # that store's registry, no global URI
+        expected = mlflow.pyfunc.load_model(local).predict(pd.DataFrame({"image": pngs + jpgs}))
         assert [r["label"] for r in rows] == expected["label"].tolist()
         assert [r["class_index"] for r in rows] == expected["class_index"].tolist()
         for row, prob in zip(rows, expected["probability"], strict=True):

@@ -50,8 +50,11 @@ def _hints(cls: Any) -> dict[str, Any]:
 
 
 def _build(hint: Any, value: Any) -> Any:
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        return from_dict(hint, value)
-    if isinstance(hint, type) and issubclass(hint, enum.Enum) and value is not None:
-        return hint(value)
+    if value is None:
+        return None
+    for kind in (hint, *typing.get_args(hint)):  # X, or X | None
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            return from_dict(kind, value)
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            return kind(value)
     return value
