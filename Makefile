@@ -110,8 +110,10 @@ mlflow-backup: install ## back up the tracking server (pg_dump of tracking + aut
 mlflow-restore: install ## restore a backup into a fresh state folder: make mlflow-restore FROM=backups/2026-12-01 INTO=.raymlops-new
 	$(PY) -m raymlops.server restore --from $(FROM) --state $(INTO)
 
-submit: install ## submit a search to the running Ray cluster: make submit EXP=smoke [RAY_ADDRESS=http://127.0.0.1:8265]
-	RAY_ADDRESS=$${RAY_ADDRESS:-http://127.0.0.1:8265} $(VENV)/bin/ray job submit --working-dir . -- python -m raymlops.tune +experiment=$(EXP) $(ARGS)
+# `ray job submit` signs its requests only with RAY_AUTH_MODE=token: set it when a token is where Ray looks.
+RAY_TOKEN_MODE = $${RAY_AUTH_MODE:-$$({ [ -n "$$RAY_AUTH_TOKEN$$RAY_AUTH_TOKEN_PATH" ] || [ -s ~/.ray/auth_token ]; } && echo token || echo disabled)}
+submit: install ## submit a search to the running Ray cluster (its token from RAY_AUTH_TOKEN[_PATH] or ~/.ray/auth_token): make submit EXP=smoke [RAY_ADDRESS=http://127.0.0.1:8265]
+	RAY_ADDRESS=$${RAY_ADDRESS:-http://127.0.0.1:8265} RAY_AUTH_MODE=$(RAY_TOKEN_MODE) $(VENV)/bin/ray job submit --working-dir . -- python -m raymlops.tune +experiment=$(EXP) $(ARGS)
 
 clean: ## remove local runs, caches and the embedded MLflow store (keeps .venv)
 	rm -rf $(STATE)/ray_results $(STATE)/spool $(STATE)/cache .pytest_cache .mypy_cache .ruff_cache

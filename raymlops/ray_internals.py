@@ -158,3 +158,37 @@ def quiet(logger_name: str | None, level: int = logging.WARNING) -> None:
     """Raise one of Ray's private loggers (above) to `level`."""
     if logger_name:
         logging.getLogger(logger_name).setLevel(level)
+
+
+def use_token_auth() -> None:
+    """Turn token authentication on in this process (and the processes it starts) after Ray was imported.
+
+    Ray reads RAY_AUTH_MODE into its config at import and, for an explicit address, never turns token mode on
+    by itself; this is what Ray's own `ray start` does when it finds a token (authentication_token_setup).
+    """
+    import os
+
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def probe_gcs(address: str, token: str | None, timeout_s: float) -> str:
+    """Ask the GCS at host:port for its cluster id, sending `token` as Ray's clients do; "ok",
+    "unauthenticated" or "unreachable: <why>". One gRPC call: ray.init instead retries for a minute,
+    printing a line per try. Ray has no public probe; the stubs are generated code under ray.core."""
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    with grpc.insecure_channel(address) as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        try:
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s, metadata=metadata)  # type: ignore[attr-defined]
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                return "unauthenticated"
+            return f"unreachable: {err.code().name.lower()}"
+    return "ok"

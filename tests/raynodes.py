@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from helpers import wait_until
@@ -24,18 +25,41 @@ VENV_BIN = Path(sys.executable).parent
 PORTS = range(46000, 46999)  # this suite's fixed ports, per xdist worker
 
 
+_TOKEN_FILE: list[Path] = []
+
+
+def cluster_token_file() -> Path:
+    """This test process's cluster token, in a file of its own (never ~/.ray/auth_token): what
+    `ray get-auth-token --generate` gives a user, and what every node of our clusters runs with."""
+    if not _TOKEN_FILE:
+        path = Path(tempfile.mkdtemp(prefix="rmo-token-")) / "auth_token"
+        path.write_text(uuid.uuid4().hex)
+        path.chmod(0o600)
+        _TOKEN_FILE.append(path)
+    return _TOKEN_FILE[0]
+
+
 def node_env(**extra: str) -> dict[str, str]:
-    """The environment of our Ray processes: the venv first on PATH, because a job's `python`
-    entrypoint is looked up on the PATH that `ray start` had."""
+    """The environment of our Ray nodes: token auth on, as on a user's cluster, and the venv first on PATH,
+    because a job's `python` entrypoint is looked up on the PATH that `ray start` had."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "MLFLOW_TRACKING_URI")}
     return {
         **env,
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
-        "RAY_AUTH_MODE": "disabled",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(cluster_token_file()),
         "RAY_USAGE_STATS_ENABLED": "0",
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
         **extra,
     }
+
+
+def client_env(**extra: str) -> dict[str, str]:
+    """A user's shell that joins the cluster: the token where Ray looks for it, and no RAY_AUTH_MODE (a user
+    who joins a cluster by address should not need to know about it)."""
+    env = node_env(**extra)
+    env.pop("RAY_AUTH_MODE")
+    return env
 
 
 WORKER_PORTS = 24  # worker processes one node may run at once (Tune actors, job supervisor, drivers)
@@ -116,12 +140,18 @@ def _is_running(pid: int) -> bool:
 
 
 def alive_nodes(gcs_address: str) -> dict[str, dict[str, float]]:
-    """node id (hex) -> total resources of every alive node, read from the GCS without ray.init."""
-    from ray._raylet import GcsClient
+    """node id (hex) -> total resources of every alive node, read from the GCS without ray.init (one gRPC
+    call with the cluster's token: this process's Ray runs with auth off)."""
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
     from ray.core.generated.gcs_pb2 import GcsNodeInfo
 
-    info = GcsClient(address=gcs_address).get_all_node_info(timeout=10)
-    return {node_id.hex(): dict(node.resources_total) for node_id, node in info.items() if node.state == GcsNodeInfo.ALIVE}
+    token = cluster_token_file().read_text()
+    with grpc.insecure_channel(gcs_address) as channel:
+        reply = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetAllNodeInfo(
+            gcs_service_pb2.GetAllNodeInfoRequest(), timeout=10, metadata=[("authorization", f"Bearer {token}")]
+        )
+    return {n.node_id.hex(): dict(n.resources_total) for n in reply.node_info_list if n.state == GcsNodeInfo.ALIVE}
 
 
 class NodeWatcher(threading.Thread):

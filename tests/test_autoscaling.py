@@ -26,6 +26,7 @@ from raynodes import (
     NodeWatcher,
     RayNode,
     alive_nodes,
+    client_env,
     node_env,
     node_ports,
     run_module,
@@ -137,7 +138,7 @@ def test_accel_workers_scale_from_zero_run_the_trials_and_scale_back(
             "evaluate.enabled=false",
         )
         started = time.monotonic()
-        code, out = run_module("raymlops.tune", args, node_env(RAY_ADDRESS=gcs), tmp_path, timeout_s=240)
+        code, out = run_module("raymlops.tune", args, client_env(RAY_ADDRESS=gcs), tmp_path, timeout_s=240)
         assert code == 0, out[-6000:]
         assert f"{MAX_ACCEL_NODES} at a time" in out, "concurrency comes from the autoscaler's node types"
 

@@ -48,6 +48,16 @@ def test_starts_with_the_command_that_uses_it(name: str) -> None:
     assert any(COMMANDS[name] in line for line in header), header
 
 
+@pytest.mark.parametrize("name", ["local.yaml", "aws.yaml"])
+def test_every_node_runs_with_token_auth_and_the_token_is_not_in_the_yaml(name: str) -> None:
+    cfg = _load(name)
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in cfg[key] if "ray start" in c]
+    assert len(starts) == 2 and all("RAY_AUTH_MODE=token ray start" in c for c in starts), starts
+    assert cfg["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token", "the launcher copies the token to every node"
+    assert any("export RAY_AUTH_MODE=token" in c for c in cfg["setup_commands"]), "shells and jobs on a node use the token"
+    assert "RAY_AUTH_TOKEN" not in (CLUSTER / name).read_text()
+
+
 def test_local_yaml_marks_every_field_a_user_edits() -> None:
     cfg = _load("local.yaml")
     assert cfg["provider"]["type"] == "local" and cfg["provider"]["head_ip"] and isinstance(cfg["provider"]["worker_ips"], list)
@@ -163,6 +173,7 @@ def test_kuberay_manifest() -> None:
     cfg = _load("kuberay.yaml")
     spec = cfg["spec"]
     assert cfg["kind"] == "RayCluster" and spec["enableInTreeAutoscaling"] is True
+    assert spec["authOptions"] == {"mode": "token"}, "KubeRay runs every container with a token from a Secret"
     assert spec["rayVersion"] == "2.60.0" and 0 < spec["autoscalerOptions"]["idleTimeoutSeconds"] <= 900
     head = spec["headGroupSpec"]
     assert head["template"]["spec"]["containers"] and head["rayStartParams"]["num-cpus"] == "0"

@@ -9,6 +9,7 @@ started with the venv first on PATH: a job's `python` entrypoint is looked up on
 from __future__ import annotations
 
 import shutil
+import time
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from raynodes import (
     REPO,
     RayNode,
     alive_nodes,
+    client_env,
     node_env,
     node_ports,
     run_module,
@@ -89,7 +91,7 @@ def test_search_with_ray_address_spreads_trials_over_both_nodes(
     two_nodes: dict[str, Any], store: dict[str, str], tmp_path: Path
 ) -> None:
     args = overrides(store, "+experiment=smoke", "tune.num_samples=4", "evaluate.enabled=false")
-    code, out = run_module("raymlops.tune", args, node_env(RAY_ADDRESS=two_nodes["gcs"]), tmp_path, timeout_s=180)
+    code, out = run_module("raymlops.tune", args, client_env(RAY_ADDRESS=two_nodes["gcs"]), tmp_path, timeout_s=180)
     assert code == 0, out[-6000:]
     assert "joined" in out and "2 at a time" in out, out[:2000]
     ran_on = trial_nodes(Path(store["storage_path"]))
@@ -102,7 +104,7 @@ def test_make_submit_runs_the_search_as_a_ray_job(two_nodes: dict[str, Any], sto
     # `make -o install`: the suite already runs inside the installed venv; don't re-check it here.
     args = " ".join(overrides(store, "tune.num_samples=2", "evaluate.enabled=false"))
     cmd = ["make", "-s", "-o", "install", "submit", "EXP=smoke", f"RAY_ADDRESS={two_nodes['dashboard']}", f"ARGS={args}"]
-    proc = subprocess.run(cmd, cwd=REPO, env=node_env(), capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, cwd=REPO, env=client_env(), capture_output=True, text=True, timeout=240)
     out = proc.stdout + proc.stderr
     (Path(store["storage_path"]).parent / "submit.log").write_text(out)
     assert proc.returncode == 0, out[-6000:]
@@ -110,3 +112,24 @@ def test_make_submit_runs_the_search_as_a_ray_job(two_nodes: dict[str, Any], sto
     assert "Done: best val_acc=" in out, "the job's own output streams back to the submitter"
     ran_on = trial_nodes(Path(store["storage_path"]))
     assert len(ran_on) == 2 and set().union(*ran_on.values()) == two_nodes["nodes"], ran_on
+
+
+@pytest.mark.parametrize("case", ["no token", "wrong token", "nobody listens"])
+def test_joining_without_the_right_token_or_head_fails_in_one_line(two_nodes: dict[str, Any], tmp_path: Path, case: str) -> None:
+    """A token-auth cluster refuses a client without its token: one line naming what to set, exit 2, no
+    traceback and none of Ray's GCS retry lines (ray.init alone retries for a minute)."""
+    env = client_env(RAY_ADDRESS=two_nodes["gcs"], HOME=str(tmp_path))  # HOME: no ~/.ray/auth_token either
+    env.pop("RAY_AUTH_TOKEN_PATH")
+    expected = "no token was found here"
+    if case == "wrong token":
+        env["RAY_AUTH_TOKEN"], expected = "not-this-clusters-token", "refused the token found in RAY_AUTH_TOKEN"
+    elif case == "nobody listens":
+        env["RAY_ADDRESS"], expected = f"127.0.0.1:{free_ports(1, PORTS)[0]}", "Nothing answers at 127.0.0.1:"
+    started = time.monotonic()
+    code, out = run_module("raymlops.tune", ["+experiment=smoke", f"storage_path={tmp_path}/rr"], env, tmp_path, timeout_s=45)
+    elapsed = time.monotonic() - started
+    errors = [line for line in out.splitlines() if line.startswith("raymlops: error:")]
+    assert code == 2 and len(errors) == 1 and expected in errors[0], out[-3000:]
+    assert "RAY_AUTH_TOKEN_PATH" in errors[0] or case == "nobody listens", errors[0]
+    assert "Traceback" not in out and "InvalidAuthToken" not in out and "gcs_client" not in out, out[-3000:]
+    print(f"{case}: {elapsed:.1f} s: {errors[0]}")

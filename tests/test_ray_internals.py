@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,25 @@ def test_auth_mode_name_reads_the_raylet() -> None:
     assert list(inspect.signature(authentication_utils.get_authentication_mode_name).parameters) == ["mode"]
     assert get_authentication_mode() is not None
     assert ray_internals.auth_mode_name() in ("disabled", "token")
+
+
+def test_use_token_auth_turns_token_mode_on_after_ray_was_imported() -> None:
+    import subprocess
+    import sys
+
+    code = "import ray; from raymlops import ray_internals as r; a = r.auth_mode_name(); r.use_token_auth(); print(a, r.auth_mode_name())"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"} | {"RAY_AUTH_MODE": "disabled"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["disabled", "token"], out.stdout + out.stderr
+
+
+def test_probe_gcs_names_an_address_nobody_listens_on() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: refused at once
+        assert ray_internals.probe_gcs(f"127.0.0.1:{port}", "any-token", timeout_s=5) == "unreachable: unavailable"
 
 
 def test_gcs_node_groups_reads_the_cluster_config_shape() -> None:

@@ -17,7 +17,7 @@ from raymlops import ray_internals
 from raymlops.config.schema import Config, ScalingConfig
 from raymlops.core.errors import UserError
 from raymlops.core.redact import is_secret_key
-from raymlops.launch import ray_output
+from raymlops.launch import ray_auth, ray_output
 
 log = logging.getLogger(__name__)
 DRIVER_RESOURCES = {"CPU": 0, "memory": 64 * 1024**2}  # a trial driver only waits on its worker group
@@ -29,7 +29,10 @@ def connect(config: Config) -> None:
     if ray.is_initialized():
         return
     rcfg = config.ray
-    address = rcfg.address or os.environ.get("RAY_ADDRESS")
+    joined = ray_auth.cluster_address(rcfg)
+    address = joined[0] if joined else None
+    if joined:
+        ray_auth.prepare_join(*joined)  # again: serving and batch inference join without launch.preflight
     # TUNE_FUNCTION_THREAD_TIMEOUT_S: a reused Tune actor waits this long for the last trial's thread
     # (MLflow flush included) instead of 2 s, after which Tune fails the next trial.
     # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S: the Train controller polls its workers every 2 s by default;

@@ -9,15 +9,24 @@ from pathlib import Path
 from raymlops.config.schema import Config
 from raymlops.core.errors import UserError
 from raymlops.data import load_splits
+from raymlops.launch import ray_auth
 from raymlops.tracking import check_can_write, check_reachable
 
 
 def preflight(config: Config) -> None:
     """Fail in seconds, with what to change, on what would otherwise fail inside Ray."""
+    check_cluster(config)
     check_reachable(config.mlflow.tracking_uri)
     check_can_write(config.mlflow.tracking_uri, config.mlflow.experiment_name)
     check_storage(config.storage_path)
     load_splits(config.data, seed=config.train.seed)  # validates the data; the decoded splits stay cached
+
+
+def check_cluster(config: Config) -> None:
+    """A cluster to join answers, and takes the token found here (or needs none)."""
+    joined = ray_auth.cluster_address(config.ray)
+    if joined:
+        ray_auth.prepare_join(*joined)
 
 
 def check_storage(storage_path: str) -> None:
