@@ -9,8 +9,8 @@ started with the venv first on PATH: a job's `python` entrypoint is looked up on
 from __future__ import annotations
 
 import shutil
-import time
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
