@@ -10,7 +10,7 @@ from typing import Any
 
 from raymlops.config import compose
 from raymlops.core.console import print_result, set_verbose, setup_logging
-from raymlops.core.errors import cli
+from raymlops.core.errors import Incomplete, cli
 
 
 @cli
@@ -38,6 +38,8 @@ def main(argv: list[str]) -> dict[str, Any]:
         flush=True,
     )
     print_result(summary)  # parent_run_id, best_trial_id, registered_version, champion_decision, model_uri
+    if summary.get("incomplete"):
+        raise Incomplete(summary["incomplete"])
     return summary
 
 

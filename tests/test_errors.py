@@ -236,3 +236,34 @@ def test_models_are_logged_registered_and_loaded_through_their_own_uri(tmp_path:
         assert not tracking.client(elsewhere).search_registered_models()
     finally:
         mlflow.set_tracking_uri(None)
+
+
+class _Result:
+    """The two fields of a Tune Result that finish reads."""
+
+    def __init__(self, error: Exception | None = None, metrics: dict[str, Any] | None = None):
+        self.error, self.metrics = error, metrics
+
+
+def test_a_search_with_failed_or_never_run_trials_is_incomplete_and_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    from raymlops.config.schema import Config, TuneConfig
+    from raymlops.core.errors import Incomplete, cli
+    from raymlops.post.finish import incomplete_reason, never_ran
+
+    results = [_Result(metrics={"val_acc": 0.5}), _Result(RuntimeError("ActorDiedError: node 3 lost")), _Result()]
+    rows, errors = [{"val_acc": 0.5}], [results[1]]
+    assert never_ran(TuneConfig(num_samples=5), results, rows, errors) == 1 + 2  # one silent, two never created
+    assert never_ran(TuneConfig(num_samples=1), [results[0]] * 4, rows * 4, []) == 0  # a grid makes more
+    summary = {"errored": 1, "never_ran": 3, "trials": 1, "parent_run_id": "p1"}
+    reason = incomplete_reason(Config(), summary, results)
+    assert reason and "1 trial(s) failed after" in reason and "node 3 lost" in reason and "3 trial(s) never ran" in reason
+    assert incomplete_reason(Config(), {**summary, "errored": 0, "never_ran": 0}, results) is None
+
+    @cli
+    def search(argv: list[str]) -> None:
+        raise Incomplete(reason)
+
+    with pytest.raises(SystemExit) as exit_info:
+        search([])
+    assert exit_info.value.code == 3
+    assert capsys.readouterr().err.startswith("raymlops: incomplete: 1 trial(s) failed")

@@ -23,6 +23,7 @@ TAG_ROLE = "raymlops.role"  # train | search | trial | evaluate
 TAG_RUN_KEY = "raymlops.run_key"  # stable identity of a run across restarts (trial id, job name)
 TAG_STOPPED_EARLY = "raymlops.stopped_early"
 TAG_RESTARTS = "raymlops.restarts"
+TAG_INCOMPLETE = "raymlops.incomplete"  # search parent: why not every trial finished (failed after retries, never ran)
 TAG_PARENT = "mlflow.parentRunId"
 TAG_DECISION = "raymlops.champion_decision"
 TAG_PIPELINE_RUN = "raymlops.pipeline_run"  # the scheduler task that started the run (from $RAYMLOPS_PIPELINE_RUN)

@@ -38,9 +38,12 @@ def finish_search(config: Config, search: RunContract, results: Any, parent: Run
         )
     best = rows[0]
     out = {"search": name, "parent_run_id": parent.run_id, f"best_{metric}": best[metric], "best_trial_id": best["trial_id"]}
-    out.update(trials=len(rows), errored=len(errors))
+    out.update(trials=len(rows), errored=len(errors), never_ran=never_ran(tcfg, results, rows, errors))
+    out["incomplete"] = incomplete_reason(config, out, results)
     parent.log_metrics({f"best_{metric}": best[metric], "trials_completed": len(rows), "trials_errored": len(errors)}, step=0)
     parent.set_tags({"best_trial_id": best["trial_id"], "best_run_id": best["mlflow_run_id"]})
+    if out["incomplete"]:
+        parent.set_tags({names.TAG_INCOMPLETE: out["incomplete"]})
     parent.flush()
     steps = TrackerSteps(config.mlflow.retry_seconds)
     if best["mlflow_run_id"] and parent.run_id:  # the parent's Dataset column and lineage: what its trials trained on
@@ -59,6 +62,32 @@ def finish_search(config: Config, search: RunContract, results: Any, parent: Run
     cols = ["trial_id", metric, "epochs", *keys, "mlflow_run_id"]
     print(f"\nTop trials of {name}:\n" + table(rows[: tcfg.top_k], cols), flush=True)
     return out
+
+
+def never_ran(tune: TuneConfig, results: Any, rows: list[dict[str, Any]], errors: list[Any]) -> int:
+    """Trials that neither reported nor failed, and samples Tune never created (a grid search makes more
+    trials than num_samples, never fewer)."""
+    silent = len(results) - len(rows) - len(errors)
+    return max(0, silent) + max(0, tune.num_samples - len(results))
+
+
+def incomplete_reason(config: Config, summary: dict[str, Any], results: Any) -> str | None:
+    """Why a search that produced a best trial still did not do all it was asked; None when it did."""
+    failed, missing = summary["errored"], summary["never_ran"]
+    if not failed and not missing:
+        return None
+    parts = []
+    if failed:
+        first = next(r.error for r in results if r.error)
+        why = str(first).strip().splitlines()[-1][:300] if str(first).strip() else type(first).__name__
+        parts.append(f"{failed} trial(s) failed after {config.train.max_failures} retries each (first: {why})")
+    if missing:
+        parts.append(f"{missing} trial(s) never ran")
+    done = summary["trials"]
+    return (
+        f"{' and '.join(parts)}; {done} finished, and everything they logged is in MLflow (parent run "
+        f"{summary['parent_run_id']}). Rerun with tune.resume=true to run the rest."
+    )
 
 
 def _upload_report(
