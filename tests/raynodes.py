@@ -81,6 +81,38 @@ def node_ports(ports: list[int]) -> list[str]:
     return [*flags, "--worker-port-list=" + ",".join(str(p) for p in ports[6:])]
 
 
+def head_args(gcs_port: int, dashboard_port: int, client_port: int, ports: list[int], tmp: Path, cpus: int) -> list[str]:
+    """`ray start --head` on 127.0.0.1 with every port pinned, its temp dir under tmp."""
+    return [
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={gcs_port}",
+        f"--num-cpus={cpus}",
+        "--num-gpus=0",
+        f"--temp-dir={tmp}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}",
+        f"--ray-client-server-port={client_port}",
+        "--object-store-memory=100000000",
+        *node_ports(ports),
+    ]
+
+
+def worker_args(gcs: str, ports: list[int], tmp: Path, cpus: int) -> list[str]:
+    """Another raylet on this host: same IP, its own ports and its own temp dir (tmp, created here). Sharing
+    the head's would share runtime_resources/: this node's agent replaces the job's unpacked working dir."""
+    tmp.mkdir()
+    return [
+        f"--address={gcs}",
+        "--node-ip-address=127.0.0.1",
+        f"--num-cpus={cpus}",
+        "--num-gpus=0",
+        f"--temp-dir={tmp}",
+        "--object-store-memory=100000000",
+        *node_ports(ports),
+    ]
+
+
 class RayNode:
     """One `ray start --block` (head or worker) in its own session; stop() ends that session."""
 
@@ -100,13 +132,18 @@ class RayNode:
         kill_session(self.proc.pid)
         self.proc.wait(timeout=30)
 
+    def lose(self) -> None:
+        """What a spot reclaim does: SIGKILL every process of the node's session at once, no goodbye."""
+        kill_session(self.proc.pid, grace_s=10.0, signals=(signal.SIGKILL,))
+        self.proc.wait(timeout=30)
+
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text()[-chars:] if self.log.exists() else ""
 
 
-def kill_session(sid: int, grace_s: float = 5.0) -> None:
+def kill_session(sid: int, grace_s: float = 5.0, signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGKILL)) -> None:
     """SIGTERM, then SIGKILL, every process of session `sid` (raylets, GCS, agents, workers)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig in signals:
         pids = _session_pids(sid)
         for pid in pids:
             try:

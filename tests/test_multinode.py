@@ -25,11 +25,12 @@ from raynodes import (
     RayNode,
     alive_nodes,
     client_env,
+    head_args,
     node_env,
-    node_ports,
     run_module,
     short_temp_dir,
     trial_nodes,
+    worker_args,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -42,43 +43,14 @@ def two_nodes() -> Iterator[dict[str, Any]]:
     gcs, tmp = f"127.0.0.1:{gcs_port}", short_temp_dir()
     env = node_env(RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{dashboard_port}")  # this cluster's state API, not another's
     head = RayNode(
-        [
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            f"--port={gcs_port}",
-            "--num-cpus=1",
-            "--num-gpus=0",
-            f"--temp-dir={tmp}",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dashboard_port}",
-            f"--ray-client-server-port={client_port}",
-            "--object-store-memory=100000000",
-            *node_ports(ports[:PORTS_PER_NODE]),
-        ],
+        head_args(gcs_port, dashboard_port, client_port, ports[:PORTS_PER_NODE], tmp, cpus=1),
         env,
         tmp / "head.log",
     )
     nodes = [head]
     try:
         wait_until(lambda: len(alive_nodes(gcs)) == 1, 60, what="the head node", log=head.log)
-        # The second raylet on this host: same IP, its own ports and its own temp dir. Sharing the head's
-        # would share runtime_resources/: this node's agent replaces the job's unpacked working dir under it.
-        (tmp / "w").mkdir()
-        nodes.append(
-            RayNode(
-                [
-                    f"--address={gcs}",
-                    "--node-ip-address=127.0.0.1",
-                    "--num-cpus=1",
-                    "--num-gpus=0",
-                    f"--temp-dir={tmp / 'w'}",
-                    "--object-store-memory=100000000",
-                    *node_ports(ports[PORTS_PER_NODE:]),
-                ],
-                env,
-                tmp / "worker.log",
-            )
-        )
+        nodes.append(RayNode(worker_args(gcs, ports[PORTS_PER_NODE:], tmp / "w", cpus=1), env, tmp / "worker.log"))
         wait_until(lambda: len(alive_nodes(gcs)) == 2, 60, what="the second node", log=nodes[1].log)
         yield {"gcs": gcs, "dashboard": f"http://127.0.0.1:{dashboard_port}", "nodes": set(alive_nodes(gcs))}
     finally:

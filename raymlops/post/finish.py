@@ -79,11 +79,11 @@ def incomplete_reason(config: Config, summary: dict[str, Any], results: Any) -> 
     parts = []
     if failed:
         first = next(r.error for r in results if r.error)
-        why = str(first).strip().splitlines()[-1][:300] if str(first).strip() else type(first).__name__
+        why = str(first).strip().splitlines()[-1].strip()[:300] if str(first).strip() else type(first).__name__
         parts.append(f"{failed} trial(s) failed after {config.train.max_failures} retries each (first: {why})")
     if missing:
         parts.append(f"{missing} trial(s) never ran")
-    done = summary["trials"]
+    done = sum(1 for r in results if not r.error and r.metrics)
     return (
         f"{' and '.join(parts)}; {done} finished, and everything they logged is in MLflow (parent run "
         f"{summary['parent_run_id']}). Rerun with tune.resume=true to run the rest."

@@ -7,9 +7,11 @@ last metric, the best so far, elapsed time and an estimate of what is left. Plai
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -45,12 +47,30 @@ def left_estimate(elapsed: float, ended: int, total: int) -> str:
     return "~" + clock(elapsed * (total - ended) / ended)
 
 
+NODE_DIED = re.compile(r"its node has died\. Node Id: ([0-9a-f]{8})")
+PEER_LOST = ("Connection closed by peer", "health check failed", "ActorDiedError", "ActorUnavailableError")
+
+
+def failure_cause(trial: Any) -> str:
+    """What made a trial fail, in a few words, from the error Tune saved for it."""
+    try:
+        text = Path(trial.error_file).read_text() if trial.error_file else ""
+    except OSError:
+        text = ""
+    if died := NODE_DIED.search(text):
+        return f"node {died.group(1)} lost"
+    if any(sign in text for sign in PEER_LOST):
+        return "a node or worker of its worker group was lost"
+    last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+    return f"trial failed ({last[:160]})" if last else "trial failed"
+
+
 class SearchProgress(Callback):
     """The search's progress on the driver's terminal (live) or as plain lines (console.progress)."""
 
-    def __init__(self, metric: str, mode: str, max_epochs: int, num_samples: int, style: str = "auto"):
+    def __init__(self, metric: str, mode: str, max_epochs: int, num_samples: int, style: str = "auto", max_failures: int = 0):
         self.metric, self.mode, self.max_epochs, self.num_samples = metric, mode, max_epochs, num_samples
-        self.style = style
+        self.style, self.max_failures = style, max_failures
         self.best: tuple[float, str] | None = None
         self.last: dict[str, tuple[int, float | None]] = {}
         self.started = time.monotonic()
@@ -95,6 +115,14 @@ class SearchProgress(Callback):
         epochs = int((trial.last_result or {}).get("epoch", 0))
         ended = "stopped at" if epochs < self.max_epochs else "finished"
         self._ended(trials, trial, f"trial {trial.trial_id} {ended} epoch {epochs}", "TERMINATED")
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """One line where Ray prints tracebacks: what failed, and where the trial goes on from."""
+        epoch = int((trial.last_result or {}).get("epoch", 0) or 0)
+        retry = f"retry {trial.num_failures} of {self.max_failures}"
+        self._ended(
+            trials, trial, f"{failure_cause(trial)}: trial {trial.trial_id} continues from epoch {epoch} ({retry})", "PENDING"
+        )
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._ended(trials, trial, f"trial {trial.trial_id} FAILED (see {getattr(trial, 'path', '')})", "ERROR")

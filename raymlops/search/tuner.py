@@ -51,7 +51,12 @@ def run_search(config: Config, launch: Launch) -> dict[str, Any]:
     )
     runs = TrialRuns(launch.tracking_uri, config.train.epochs, mcfg)
     style = config.console.progress
-    callbacks = [runs, SearchProgress(tcfg.metric, tcfg.mode, config.train.epochs, tcfg.num_samples, style)]
+    if not config.console.verbose:  # Tune's traceback per failed try: SearchProgress says it in one line instead
+        os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    callbacks = [
+        runs,
+        SearchProgress(tcfg.metric, tcfg.mode, config.train.epochs, tcfg.num_samples, style, config.train.max_failures),
+    ]
     executor = choose_executor(config, search)
     executor.start(concurrency)
     callbacks.extend(executor.callbacks())

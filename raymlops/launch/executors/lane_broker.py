@@ -144,8 +144,10 @@ class LaneBroker:
     def _start(self, shape: str, spec: dict[str, Any]) -> None:
         self.started += 1
         lane_id = f"lane{self.started}-{uuid.uuid4().hex[:6]}"
-        me = ray.get_runtime_context().current_actor
-        ref = _run_lane.remote(spec, me, lane_id)
+        context = ray.get_runtime_context()
+        # On the broker's node (the driver's): Train V2 puts a lane's controller where its fit() runs, so a
+        # worker node's loss takes only worker processes, which the controller restarts elsewhere.
+        ref = _run_lane.options(scheduling_strategy=on_node(context.get_node_id())).remote(spec, context.current_actor, lane_id)
         self.book.lanes[lane_id] = Lane(shape, spec, ref=ref)
         asyncio.get_running_loop().create_task(self._watch(lane_id, ref))
         log.info("started %s for %s", lane_id, shape)
@@ -197,11 +199,19 @@ def _run_lane(spec: dict[str, Any], broker: Any, lane_id: str) -> str | None:
         return f"{type(err).__name__}: {err}"
 
 
+def on_node(node_id: str) -> Any:
+    """Scheduling on exactly this node: the search's own node, which lives as long as the search does."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+
+
 def start_broker(spec: dict[str, Any], lanes: int, idle_s: float) -> Any:
     """The search's lane broker, with `lanes` lanes of shape `spec` starting at once (more, or other shapes,
-    start on demand as trials arrive)."""
+    start on demand as trials arrive). It runs on the driver's node: a worker node lost mid-search (a spot
+    reclaim) must not take the switchboard of every trial with it."""
     broker = LaneBroker.options(  # type: ignore[attr-defined]
-        name=f"{BROKER_NAME}-{uuid.uuid4().hex[:8]}"
+        name=f"{BROKER_NAME}-{uuid.uuid4().hex[:8]}", scheduling_strategy=on_node(ray.get_runtime_context().get_node_id())
     ).remote(lanes, idle_s)
     broker.prestart.remote(spec, lanes)
     return broker

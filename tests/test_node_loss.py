@@ -1,0 +1,139 @@
+"""A worker node lost mid-search, as a spot reclaim loses it: its whole `ray start` session SIGKILLed.
+
+A token-auth cluster of two 1-CPU `ray start` nodes on 127.0.0.1 (head + worker), so a 2-worker DDP lane
+has a worker on each node (gloo over loopback): the lane spans two nodes, and losing the worker node takes
+half of every running trial's worker group with it. A replacement node joins once the GCS has marked the
+lost one dead. Every trial must finish, each epoch logged exactly once, the restart counted, and the
+search must exit 0 only because nothing was lost.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import overrides
+from faultkit import epoch_steps
+from helpers import free_ports, wait_until
+from raynodes import (
+    PORTS,
+    PORTS_PER_NODE,
+    REPO,
+    RayNode,
+    alive_nodes,
+    client_env,
+    head_args,
+    node_env,
+    short_temp_dir,
+    worker_args,
+)
+
+from raymlops import tracking
+from raymlops.core.names import TAG_RESTARTS
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(420)]
+EPOCHS = 3
+# The GCS marks a node dead after failure_threshold missed health checks (Ray's default: 5 x 3 s after a
+# 5 s delay); a real cluster keeps the defaults, the test waits less.
+FAST_HEALTH_CHECKS = {
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
+}
+
+
+@pytest.fixture
+def cluster() -> Iterator[dict[str, Any]]:
+    """Head and worker, 1 CPU each; `replace()` starts a new worker node on fresh ports."""
+    gcs_port, dashboard_port, client_port, *ports = free_ports(3 + 3 * PORTS_PER_NODE, PORTS)
+    gcs, tmp = f"127.0.0.1:{gcs_port}", short_temp_dir()
+    env = node_env(RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{dashboard_port}", **FAST_HEALTH_CHECKS)
+    nodes = [
+        RayNode(head_args(gcs_port, dashboard_port, client_port, ports[:PORTS_PER_NODE], tmp, cpus=1), env, tmp / "head.log")
+    ]
+
+    def add_worker(i: int) -> RayNode:
+        node = RayNode(
+            worker_args(gcs, ports[i * PORTS_PER_NODE : (i + 1) * PORTS_PER_NODE], tmp / f"w{i}", cpus=1), env, tmp / f"w{i}.log"
+        )
+        nodes.append(node)
+        return node
+
+    try:
+        wait_until(lambda: len(alive_nodes(gcs)) == 1, 60, what="the head node", log=nodes[0].log)
+        worker = add_worker(1)
+        wait_until(lambda: len(alive_nodes(gcs)) == 2, 60, what="the worker node", log=worker.log)
+        yield {"gcs": gcs, "worker": worker, "replace": lambda: add_worker(2), "tmp": tmp}
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def trial_runs(uri: str) -> list[Any]:
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name("raymlops-smoke")
+    if exp is None:
+        return []
+    return list(c.search_runs([exp.experiment_id], filter_string="tags.`raymlops.role` = 'trial'"))
+
+
+def epochs_logged(uri: str) -> int:
+    c = tracking.client(uri)
+    return sum(len(epoch_steps(c, r.info.run_id)) for r in trial_runs(uri))
+
+
+def test_a_lost_worker_node_loses_no_trial_and_no_epoch(cluster: dict[str, Any], store: dict[str, str], tmp_path: Path) -> None:
+    uri = store["mlflow.tracking_uri"]
+    args = overrides(
+        store,
+        "+experiment=smoke",
+        "scheduler=fifo",
+        "tune.num_samples=2",
+        f"train.epochs={EPOCHS}",
+        "scaling.num_workers=2",
+        "train.max_failures=2",
+        "evaluate.enabled=false",
+    )
+    log = tmp_path / "search.log"
+    with log.open("w") as out:
+        search = subprocess.Popen(
+            [sys.executable, "-m", "raymlops.tune", *args],
+            env=client_env(RAY_ADDRESS=cluster["gcs"], PYTHONUNBUFFERED="1"),
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(lambda: epochs_logged(uri) >= 1 or search.poll() is not None, 240, what="a trial's first epoch", log=log)
+        assert search.poll() is None, log.read_text()[-4000:]
+        lost_at = epochs_logged(uri)
+        cluster["worker"].lose()
+        wait_until(lambda: len(alive_nodes(cluster["gcs"])) == 1, 60, what="the GCS to mark the lost node dead")
+        replacement = cluster["replace"]()
+        wait_until(lambda: len(alive_nodes(cluster["gcs"])) == 2, 60, what="the replacement node", log=replacement.log)
+        code = search.wait(timeout=300)
+    finally:
+        if search.poll() is None:
+            search.kill()
+    text = log.read_text()
+    assert code == 0, text[-6000:]
+    runs = trial_runs(uri)
+    c = tracking.client(uri)
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs), [(r.info.run_id, r.info.status) for r in runs]
+    for run in runs:
+        assert epoch_steps(c, run.info.run_id) == list(range(1, EPOCHS + 1)), "each epoch logged exactly once"
+    restarts = [int(r.data.tags.get(TAG_RESTARTS, 0)) for r in runs]
+    assert sum(restarts) >= 1, f"the trial on the lost node counts its restart: {restarts}"
+    print(f"lost the worker node after {lost_at} logged epoch(s); restarts per trial: {restarts}")
+    events = [line for line in text.splitlines() if "continues from epoch" in line]
+    assert events and all("(retry " in line and " of 2)" in line for line in events), text[-4000:]
+    assert "Trial task failed for trial" not in text, "one line per event from raymlops, not Tune's traceback"
+    print("\n".join(events))
