@@ -53,15 +53,16 @@ def _check_search(uri: str, summary: dict[str, Any], n_trials: int, max_epochs: 
     return children
 
 
+# Each scheduler once, each searcher at least once (Optuna under ASHA, which stops trials it is told of); the
+# scheduler and the searcher are built independently (search/schedulers.py, search/searchers.py), so the
+# other three pairs of the 3 x 2 matrix added ~3.5 min of CI and no code path. ASHA + random is the smoke
+# experiment's default, which most other end-to-end tests run.
 @pytest.mark.parametrize(
     ("scheduler", "search_alg"),
     [
-        ("asha", "random"),
         ("asha", "optuna"),
         ("hyperband", "random"),
-        ("hyperband", "optuna"),
         ("fifo", "random"),
-        ("fifo", "optuna"),
     ],
 )
 def test_scheduler_by_search_alg(ray_session: Any, store: dict[str, str], scheduler: str, search_alg: str) -> None:

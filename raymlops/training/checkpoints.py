@@ -14,16 +14,18 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from raymlops import ray_internals
 from raymlops.config.schema import Config
 from raymlops.config.tree import to_dict
 from raymlops.core.redact import redact
-from raymlops.training.ops import unwrap
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch is imported where weights are read or written: a DDP trial's Tune actor and the lane broker use the
+# folder helpers below and never load torch (2-3 s of CPU per process on a small machine).
 
 log = logging.getLogger(__name__)
 STATE_FILE, MANIFEST_FILE = "state.pt", "manifest.json"
@@ -46,6 +48,10 @@ def save_checkpoint(
     base = config.checkpoint.dir
     if base:
         Path(base).mkdir(parents=True, exist_ok=True)
+    import torch
+
+    from raymlops.training.ops import unwrap
+
     out = Path(tempfile.mkdtemp(prefix="raymlops-ckpt-", dir=base))
     state = {
         "model": unwrap(model).state_dict(),
@@ -71,12 +77,16 @@ def load_state(path: str) -> dict[str, Any]:
     blob = (root / STATE_FILE).read_bytes()
     if hashlib.sha256(blob).hexdigest() != manifest["sha256"]:
         raise ValueError(f"checksum mismatch in {root / STATE_FILE}")
+    import torch
+
     state: dict[str, Any] = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False)
     return state
 
 
 def restore(candidates: list[str], model: nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
     """Load the newest readable checkpoint into model/optimizer/scheduler; warn about corrupt ones."""
+    from raymlops.training.ops import unwrap
+
     for i, path in enumerate(candidates):
         try:
             state = load_any(path)

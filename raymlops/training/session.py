@@ -11,11 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
-import torch.distributed as dist
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from raymlops import ray_internals
 from raymlops.training.checkpoints import (
@@ -27,7 +23,14 @@ from raymlops.training.checkpoints import (
     epoch_of,
 )
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 log = logging.getLogger(__name__)
+# The device of a session that trains nothing in its process (a DDP trial's Tune actor relaying its lane):
+# no torch.device, so that actor never imports torch. The training loop is never handed such a session.
+RELAY_NO_DEVICE: Any = None
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Session:
 
     rank: int
     world_size: int
-    device: torch.device
+    device: torch.device  # RELAY_NO_DEVICE in a Tune actor that only relays a warm lane's reports
     report: Callable[[dict[str, Any], str | None], None]  # (metrics, local checkpoint dir or None)
     restore_dirs: list[str] = field(default_factory=list)  # newest first; a corrupt one falls back to the next
     prepare_model: Callable[[nn.Module], nn.Module] = lambda m: m
@@ -67,6 +70,8 @@ def ray_train_session() -> Session:
     def after_restore() -> None:
         if ckpt is None:
             return
+        import torch.distributed as dist
+
         if dist.is_available() and dist.is_initialized():
             dist.barrier()  # every rank has read its checkpoint before rank 0 tidies the folder
         if ctx.get_world_rank() == 0:
@@ -89,8 +94,9 @@ def _quiet_worker_loggers() -> None:
     ray_internals.quiet(ray_internals.train_v2_report_logger())  # "Reporting training result ..." per report
 
 
-def tune_session(use_gpu: bool) -> Session:
-    """The Session of a 1-worker Tune trial: rank 0 of 1, reports and checkpoints to Tune.
+def tune_session(use_gpu: bool, trains_here: bool = True) -> Session:
+    """The Session of a 1-worker Tune trial: rank 0 of 1, reports and checkpoints to Tune. A trial that only
+    relays a warm lane's reports (`trains_here=False`) gets no device, and its actor never imports torch.
 
     A resumed search: Tune's record of this trial may lag the disk (see checkpoint_candidates), and a
     trial the search already ended has a done marker (search.callbacks) that keeps it from training on.
@@ -119,12 +125,18 @@ def tune_session(use_gpu: bool) -> Session:
     return Session(
         rank=0,
         world_size=1,
-        device=torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu"),
+        device=_local_device(use_gpu) if trains_here else RELAY_NO_DEVICE,
         report=report,
         restore_dirs=[ckpt.path] if donated and ckpt else checkpoint_candidates(ckpt.path if ckpt else None, trial_dir, earlier),
         known_epoch=known,
         stop_epoch=done if done and done > 0 else None,
     )
+
+
+def _local_device(use_gpu: bool) -> torch.device:
+    import torch
+
+    return torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
 
 
 def _trial_folder() -> str | None:

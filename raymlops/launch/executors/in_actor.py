@@ -9,8 +9,6 @@ from ray import tune
 from raymlops.config.contract import RunContract
 from raymlops.config.schema import Config
 from raymlops.launch.executors.base import TrialExecutor
-from raymlops.training.loop import run_training
-from raymlops.training.session import tune_session
 
 
 class InActorExecutor(TrialExecutor):
@@ -23,4 +21,7 @@ class InActorExecutor(TrialExecutor):
         return tune.PlacementGroupFactory([dict(self.search.launch.per_worker)])
 
     def run(self, config: Config, run: RunContract, trial_id: str) -> None:
+        from raymlops.training.loop import run_training  # torch: only in the actors that train
+        from raymlops.training.session import tune_session
+
         run_training(config, run, tune_session(run.launch.use_gpu))  # reports and checkpoints to Tune

@@ -13,7 +13,6 @@ from raymlops.config.contract import RunContract
 from raymlops.config.schema import Config
 from raymlops.launch import cluster
 from raymlops.launch.executors.base import TrialExecutor, search_storage
-from raymlops.launch.job import torch_trainer
 
 
 def driver_resources() -> Any:
@@ -28,6 +27,8 @@ class OwnTrainerExecutor(TrialExecutor):
         return driver_resources()
 
     def run(self, config: Config, run: RunContract, trial_id: str) -> None:
+        from raymlops.launch.job import torch_trainer  # torch: only in the actors that drive a TorchTrainer
+
         storage = os.path.join(search_storage(self.config.storage_path, self.search), "train_runs")
         result = torch_trainer(config, run, self.search.launch, trial_id, storage, callbacks=[TuneReportCallback()]).fit()
         if result.error:

@@ -57,7 +57,7 @@ def relay_from_lane(config: Config, run: RunContract, broker: Any, storage: str)
     to Tune; `tune.report` returning is the lane's go-ahead. A stop or pause by Tune ends this thread
     inside `tune.report`; the finally tells the broker, and the lane drops the trial at that boundary."""
     ray_internals.quiet(ray_internals.TRAIN_STORAGE_LOGGER)  # a line per relayed checkpoint
-    session = tune_session(run.launch.use_gpu)  # Tune's side: checkpoints, restore candidates, known epochs
+    session = tune_session(run.launch.use_gpu, trains_here=False)  # Tune's side: checkpoints, restore candidates, known epochs
     request = {
         "config": config,
         "run": run,
