@@ -23,19 +23,21 @@ def main(argv: list[str]) -> dict[str, Any]:
     # only now: a config error costs ~1 s, not the seconds torch and MLflow take to import
     from raymlops import tracking
     from raymlops.data import load_splits
+    from raymlops.models.device import choose_device
     from raymlops.post.evaluation import evaluate_model, load_logged_model, log_evaluation
-    from raymlops.tracking.lineage import pipeline_tags
+    from raymlops.tracking.lineage import origin_tags
 
     mcfg = config.mlflow
     tracking.check_reachable(mcfg.tracking_uri)
     model = load_logged_model(mcfg.tracking_uri, uri)
     splits = load_splits(config.data, seed=config.train.seed)
-    result = evaluate_model(model, splits, batch_size=config.train.eval_batch_size)
+    device = choose_device(config.train.device, gpu_allowed=config.scaling.use_gpu is not False)
+    result = evaluate_model(model, splits, device, batch_size=config.train.eval_batch_size)
     exp_id = tracking.ensure_experiment(mcfg.tracking_uri, mcfg.experiment_name, mcfg.artifact_location)
     run = tracking.client(mcfg.tracking_uri).create_run(
         exp_id,
         run_name=f"evaluate {uri}",
-        tags={names.TAG_ROLE: "evaluate", "raymlops.model_uri": uri, "raymlops.data": config.data.name, **pipeline_tags()},
+        tags={names.TAG_ROLE: "evaluate", "raymlops.model_uri": uri, "raymlops.data": config.data.name, **origin_tags()},
     )
     log_evaluation(mcfg.tracking_uri, [run.info.run_id], result, uri)
     tracking.client(mcfg.tracking_uri).set_terminated(run.info.run_id)
