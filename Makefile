@@ -15,7 +15,7 @@ DEFAULT_PERMISSION ?=  # make mlflow-server AUTH=1 DEFAULT_PERMISSION=NO_PERMISS
 SERVER_FLAGS = $(if $(strip $(AUTH)),--auth) $(if $(strip $(TLS)),--tls-self-signed) $(if $(strip $(DEFAULT_PERMISSION)),--default-permission $(strip $(DEFAULT_PERMISSION)))
 PYTEST_ARGS ?= --durations=10
 
-.PHONY: help install airflow-install airflow-standalone airflow-dags-test quickstart tune train serve predict test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit clean
+.PHONY: help install airflow-install airflow-standalone airflow-dags-test quickstart tune train serve predict notebook test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
@@ -69,6 +69,10 @@ DATA ?= ../shared/data/cifar10/test
 OUT ?= predictions.csv
 predict: install ## batch inference with Ray Data: make predict MODEL=models:/NAME@champion DATA=FOLDER OUT=preds.csv
 	$(PY) -m raymlops.predict model_uri=$(MODEL) data.root=$(DATA) output=$(OUT) $(ARGS)
+
+notebook: install ## JupyterLab on 127.0.0.1:8888 over notebooks/ (the notebook extra), this venv as the kernel
+	$(PY) -m pip install -q -e '.[dev,notebook]'
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port 8888 --no-browser --notebook-dir notebooks
 
 test: install ## every tier, always: the always-on tests, then the slow tier; ends with each tier's wall and CPU time
 	$(PY) tests/run_tiers.py $(PYTEST_ARGS)

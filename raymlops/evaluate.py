@@ -14,6 +14,13 @@ from raymlops.core.errors import UserError, cli
 @cli
 def main(argv: list[str]) -> dict[str, Any]:
     """Evaluate model_uri on the configured dataset's test split and log a role=evaluate run."""
+    result = run(argv)
+    print_result(result)
+    return result
+
+
+def run(argv: list[str]) -> dict[str, Any]:
+    """What `main` does, raising UserError instead of exiting (raymlops.api.evaluate calls it)."""
     setup_logging()
     argv = [f"evaluate.{a}" if a.startswith("model_uri=") else a for a in argv]
     config = compose(argv)
@@ -45,8 +52,7 @@ def main(argv: list[str]) -> dict[str, Any]:
         f"{uri} on {config.data.name} test ({result['n_test']} images): test_acc={result['test_acc']:.4f} "
         f"test_loss={result['test_loss']:.4f}; MLflow run {run.info.run_id}"
     )
-    print_result({"mlflow_run_id": run.info.run_id, "model_uri": uri, **result})
-    return result
+    return {"mlflow_run_id": run.info.run_id, "model_uri": uri, **result}
 
 
 if __name__ == "__main__":

@@ -44,9 +44,9 @@ def test_an_explicit_device_is_taken_as_is(monkeypatch: pytest.MonkeyPatch) -> N
 def test_ddp_on_mps_is_refused_at_compose_with_what_to_use() -> None:
     with pytest.raises(UserError, match=r"train.device=mps with scaling.num_workers=2.*train.device=cpu"):
         C.compose(["+experiment=smoke", "train.device=mps", "scaling.num_workers=2"])
-    with pytest.raises(UserError, match="scaling.use_gpu=false"):
+    with pytest.raises(UserError, match=r"scaling\.use_gpu=false"):
         C.compose(["+experiment=smoke", "train.device=cuda", "scaling.use_gpu=false"])
-    with pytest.raises(UserError, match="'auto', 'cuda', 'mps', 'cpu'|auto, cuda, mps, cpu"):
+    with pytest.raises(UserError, match=r"Did you mean 'cpu'\? Choose one of: auto, cuda, mps, cpu"):
         C.compose(["+experiment=smoke", "train.device=tpu"])
     assert C.compose(["+experiment=smoke", "train.device=mps"]).train.device == "mps"  # 1 worker: fine
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from raymlops import __version__
+from raymlops._version import __version__
 from raymlops.config.dotted import flatten
 from raymlops.config.schema import Config
 from raymlops.config.tree import to_dict
@@ -43,8 +43,12 @@ def lineage(config: Config, argv: list[str]) -> dict[str, str]:
 def origin_tags() -> dict[str, str]:
     """What every raymlops run carries about its origin: the MLflow UI's "Source" and "Created by" (the
     `mlflow.source.*` / `mlflow.user` tags MLflow's fluent API sets and MlflowClient.create_run does not), and
-    `raymlops.pipeline_run` when a scheduler (pipelines/) started this process, so a failed task finds its runs."""
+    `raymlops.pipeline_run` when a scheduler (pipelines/) started this process, so a failed task finds its runs,
+    and `raymlops.mlflow_project_run` when `mlflow run` (the MLproject file) did."""
     tags = source_tags()
+    project_run = os.environ.get("MLFLOW_RUN_ID", "").strip()  # set by `mlflow run` (MLproject) for its command
+    if project_run:
+        tags[names.TAG_PROJECT_RUN] = project_run
     value = os.environ.get(names.PIPELINE_RUN_ENV, "").strip()
     return {**tags, names.TAG_PIPELINE_RUN: value[:MAX_PARAM_LEN]} if value else tags
 
