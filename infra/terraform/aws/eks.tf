@@ -34,6 +34,7 @@ resource "aws_eks_cluster" "this" {
     endpoint_public_access  = true # kubectl from the operator's machine, limited to api_allowed_cidrs
     public_access_cidrs     = var.api_allowed_cidrs
   }
+  #checkov:skip=CKV_AWS_38:public_access_cidrs is var.api_allowed_cidrs, which has no default and whose validation refuses 0.0.0.0/0 (checkov cannot see an unset variable's value)
   #checkov:skip=CKV_AWS_39:the public endpoint is how the guide's kubectl reaches the cluster; public_access_cidrs limits it to var.api_allowed_cidrs (0.0.0.0/0 refused by validation); set endpoint_public_access=false behind a VPN
 
   access_config {

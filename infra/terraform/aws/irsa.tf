@@ -72,21 +72,27 @@ resource "aws_iam_role_policy" "cluster_autoscaler" {
     Version = "2012-10-17"
     Statement = [
       {
-        Sid    = "Describe" # read-only look-ups that IAM cannot scope to a resource
+        Sid    = "Describe" # read-only look-ups that IAM cannot scope to a resource (no resource-level permissions)
         Effect = "Allow"
         Action = [
           "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
           "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities", "autoscaling:DescribeTags",
           "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplateVersions",
-          "ec2:GetInstanceTypesFromInstanceRequirements", "eks:DescribeNodegroup",
+          "ec2:GetInstanceTypesFromInstanceRequirements",
         ]
         Resource = "*"
+      },
+      {
+        Sid      = "DescribeOwnNodegroups" # labels and taints of a group at size 0 (scale-up from zero)
+        Effect   = "Allow"
+        Action   = ["eks:DescribeNodegroup"]
+        Resource = "arn:${local.partition}:eks:${var.region}:${local.account_id}:nodegroup/${var.name}/*/*"
       },
       {
         Sid      = "ResizeOwnGroups" # EKS tags its managed node groups' auto scaling groups with the cluster's name
         Effect   = "Allow"
         Action   = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
-        Resource = "*"
+        Resource = "arn:${local.partition}:autoscaling:${var.region}:${local.account_id}:autoScalingGroup:*:autoScalingGroupName/eks-*"
         Condition = {
           StringEquals = { "aws:ResourceTag/k8s.io/cluster-autoscaler/${var.name}" = "owned" }
         }
