@@ -3,6 +3,7 @@
 
 resource "aws_ecr_repository" "raymlops" {
   name                 = var.name
+  force_delete         = var.allow_destroy_with_data
   image_tag_mutability = "IMMUTABLE" # a tag names one image forever: pods on old and new nodes run the same code
   image_scanning_configuration {
     scan_on_push = true

@@ -137,3 +137,23 @@ resource "aws_eks_node_group" "gpu_spot" {
 
   depends_on = [aws_iam_role_policy_attachment.node]
 }
+
+# Managed add-ons, so their versions follow the cluster's; the VPC CNI also enforces the NetworkPolicy of
+# cluster/k8s/base/networkpolicy.yaml (enableNetworkPolicy).
+resource "aws_eks_addon" "vpc_cni" {
+  cluster_name                = aws_eks_cluster.this.name
+  addon_name                  = "vpc-cni"
+  resolve_conflicts_on_update = "OVERWRITE"
+  configuration_values        = jsonencode({ enableNetworkPolicy = "true" })
+}
+
+resource "aws_eks_addon" "kube_proxy" {
+  cluster_name = aws_eks_cluster.this.name
+  addon_name   = "kube-proxy"
+}
+
+resource "aws_eks_addon" "coredns" {
+  cluster_name = aws_eks_cluster.this.name
+  addon_name   = "coredns"
+  depends_on   = [aws_eks_node_group.system] # its pods need a node to become active
+}

@@ -3,6 +3,7 @@
 
 resource "aws_s3_bucket" "artifacts" {
   bucket_prefix = "${var.name}-artifacts-"
+  force_destroy = var.allow_destroy_with_data # every version of every object goes with the bucket
   #checkov:skip=CKV_AWS_18:no server access logging bucket: CloudTrail data events are the audit trail if one is required; a log bucket doubles the buckets to secure
   #checkov:skip=CKV_AWS_144:no cross-region replication: artifacts and checkpoints are reproducible from the tracking database and code, replication doubles storage cost
   #checkov:skip=CKV2_AWS_62:no event notifications: nothing in raymlops consumes bucket events

@@ -152,3 +152,9 @@ variable "log_retention_days" {
   description = "Days CloudWatch keeps the EKS control-plane and VPC flow logs."
   default     = 90
 }
+
+variable "allow_destroy_with_data" {
+  type        = bool
+  description = "true lets `terraform destroy` delete the artifact bucket and the image repository with their contents; false (default) refuses while they hold anything."
+  default     = false
+}
