@@ -16,6 +16,20 @@ resource "aws_iam_role_policy_attachment" "cluster" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonEKSClusterPolicy"
 }
 
+# Envelope encryption of Kubernetes Secrets with the stack's key (encryption_config below).
+resource "aws_iam_role_policy" "cluster_kms" {
+  name = "encrypt-secrets"
+  role = aws_iam_role.cluster.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect   = "Allow"
+      Action   = ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"]
+      Resource = aws_kms_key.this.arn
+    }]
+  })
+}
+
 resource "aws_cloudwatch_log_group" "eks" {
   name              = "/aws/eks/${var.name}/cluster" # the name EKS writes its control-plane logs to
   retention_in_days = var.log_retention_days
@@ -51,7 +65,7 @@ resource "aws_eks_cluster" "this" {
 
   enabled_cluster_log_types = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 
-  depends_on = [aws_iam_role_policy_attachment.cluster, aws_cloudwatch_log_group.eks]
+  depends_on = [aws_iam_role_policy_attachment.cluster, aws_iam_role_policy.cluster_kms, aws_cloudwatch_log_group.eks]
 }
 
 # IRSA: pods exchange their service-account token for the IAM role that trusts it (irsa.tf).

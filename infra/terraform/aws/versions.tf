@@ -7,7 +7,7 @@ terraform {
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = ">= 5.40, < 7.0" # 5.40: EKS access entries, OIDC providers without thumbprints
+      version = ">= 5.81, < 7.0" # assumed floor (not checked here): AMI type AL2023_x86_64_NVIDIA, OIDC provider without thumbprints
     }
     random = {
       source  = "hashicorp/random"
