@@ -133,6 +133,10 @@ def test_no_secret_literal_anywhere() -> None:
 
 
 def test_sensitive_names_are_marked_sensitive() -> None:
+    """Today no variable or output holds a secret (the password is generated and stays in Secrets Manager): one
+    added later with a secret-sounding name must be `sensitive = true`; ARNs and ids of secrets are not secrets."""
+    assert SECRET_NAME.search("db_password") and SECRET_NAME.search("api_token") and SECRET_NAME.search("aws_secret_access_key")
+    assert not SECRET_NAME.search("db_credentials_secret_arn") and not SECRET_NAME.search("kms_key_id")
     for kind in ("variable", "output"):
         for name, body in named(kind).items():
             if SECRET_NAME.search(name):
