@@ -15,7 +15,7 @@ DEFAULT_PERMISSION ?=  # make mlflow-server AUTH=1 DEFAULT_PERMISSION=NO_PERMISS
 SERVER_FLAGS = $(if $(strip $(AUTH)),--auth) $(if $(strip $(TLS)),--tls-self-signed) $(if $(strip $(DEFAULT_PERMISSION)),--default-permission $(strip $(DEFAULT_PERMISSION)))
 PYTEST_ARGS ?= --durations=10
 
-.PHONY: help install airflow-install airflow-standalone airflow-dags-test quickstart tune train serve predict notebook test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit clean
+.PHONY: help install airflow-install airflow-standalone airflow-dags-test quickstart tune train serve predict notebook test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit checkov-install infra-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
@@ -118,6 +118,27 @@ mlflow-restore: install ## restore a backup into a fresh state folder: make mlfl
 RAY_TOKEN_MODE = $${RAY_AUTH_MODE:-$$({ [ -n "$$RAY_AUTH_TOKEN$$RAY_AUTH_TOKEN_PATH" ] || [ -s ~/.ray/auth_token ]; } && echo token || echo disabled)}
 submit: install ## submit a search to the running Ray cluster (its token from RAY_AUTH_TOKEN[_PATH] or ~/.ray/auth_token): make submit EXP=smoke [RAY_ADDRESS=http://127.0.0.1:8265]
 	RAY_ADDRESS=$${RAY_ADDRESS:-http://127.0.0.1:8265} RAY_AUTH_MODE=$(RAY_TOKEN_MODE) $(VENV)/bin/ray job submit --working-dir . -- python -m raymlops.tune +experiment=$(EXP) $(ARGS)
+
+# checkov has a venv of its own (its pins are not raymlops'): infra/requirements-checkov.txt.
+CHECKOV_VENV ?= .venv-checkov
+TERRAFORM ?= terraform
+KUBECTL ?= kubectl
+
+$(CHECKOV_VENV)/.installed: infra/requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install -q -r infra/requirements-checkov.txt
+	touch $@
+
+checkov-install: $(CHECKOV_VENV)/.installed ## create .venv-checkov: checkov for infra-check and tests/test_infra.py (not a raymlops dependency)
+
+infra-check: checkov-install ## offline checks of infra/terraform and cluster/k8s: terraform fmt, checkov (Terraform, rendered overlays, secrets)
+	$(TERRAFORM) fmt -check -recursive -diff infra/terraform
+	$(CHECKOV_VENV)/bin/checkov -d infra/terraform/aws --framework terraform --skip-download --compact --quiet
+	@rendered=$$(mktemp -d) && trap 'rm -rf "$$rendered"' EXIT && \
+	for overlay in dev prod; do $(KUBECTL) kustomize cluster/k8s/overlays/$$overlay > "$$rendered/$$overlay.yaml" || exit 1; done && \
+	$(CHECKOV_VENV)/bin/checkov -d "$$rendered" --framework kubernetes --skip-download --compact --quiet
+	$(CHECKOV_VENV)/bin/checkov -d infra -d cluster --framework secrets --skip-download --compact --quiet
 
 clean: ## remove local runs, caches and the embedded MLflow store (keeps .venv)
 	rm -rf $(STATE)/ray_results $(STATE)/spool $(STATE)/cache .pytest_cache .mypy_cache .ruff_cache
