@@ -15,7 +15,7 @@ DEFAULT_PERMISSION ?=  # make mlflow-server AUTH=1 DEFAULT_PERMISSION=NO_PERMISS
 SERVER_FLAGS = $(if $(strip $(AUTH)),--auth) $(if $(strip $(TLS)),--tls-self-signed) $(if $(strip $(DEFAULT_PERMISSION)),--default-permission $(strip $(DEFAULT_PERMISSION)))
 PYTEST_ARGS ?= --durations=10
 
-.PHONY: help install airflow-install airflow-standalone airflow-dags-test quickstart tune train serve predict test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit clean
+.PHONY: help install airflow-install airflow-standalone airflow-dags-test quickstart tune train serve predict test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit docs docs-serve docs-reference docs-screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
@@ -114,6 +114,23 @@ mlflow-restore: install ## restore a backup into a fresh state folder: make mlfl
 RAY_TOKEN_MODE = $${RAY_AUTH_MODE:-$$({ [ -n "$$RAY_AUTH_TOKEN$$RAY_AUTH_TOKEN_PATH" ] || [ -s ~/.ray/auth_token ]; } && echo token || echo disabled)}
 submit: install ## submit a search to the running Ray cluster (its token from RAY_AUTH_TOKEN[_PATH] or ~/.ray/auth_token): make submit EXP=smoke [RAY_ADDRESS=http://127.0.0.1:8265]
 	RAY_ADDRESS=$${RAY_ADDRESS:-http://127.0.0.1:8265} RAY_AUTH_MODE=$(RAY_TOKEN_MODE) $(VENV)/bin/ray job submit --working-dir . -- python -m raymlops.tune +experiment=$(EXP) $(ARGS)
+
+DOCS_PORT ?= 8001
+$(VENV)/.docs-installed: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed ## build the documentation site into site/ (mkdocs build --strict: a broken link or page fails)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.docs-installed ## serve the documentation site on http://127.0.0.1:$(DOCS_PORT), rebuilt on each edit
+	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-reference: install ## regenerate docs/config-reference.md and docs/reference/ from the schema, the parsers and core/names.py
+	$(PY) -m raymlops.docs_reference --write
+
+docs-screenshots: install ## refresh docs/img/*.png from the real-browser test (a Ray search + Chromium, ~2 min)
+	RAYMLOPS_SCREENSHOTS=docs/img RAY_AUTH_MODE=disabled $(PY) -m pytest -q -p no:cacheprovider tests/test_browser.py
 
 clean: ## remove local runs, caches and the embedded MLflow store (keeps .venv)
 	rm -rf $(STATE)/ray_results $(STATE)/spool $(STATE)/cache .pytest_cache .mypy_cache .ruff_cache
