@@ -121,10 +121,10 @@ $(VENV)/.docs-installed: pyproject.toml $(VENV)/.installed
 	touch $@
 
 docs: $(VENV)/.docs-installed ## build the documentation site into site/ (mkdocs build --strict: a broken link or page fails)
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 docs-serve: $(VENV)/.docs-installed ## serve the documentation site on http://127.0.0.1:$(DOCS_PORT), rebuilt on each edit
-	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 docs-reference: install ## regenerate docs/config-reference.md and docs/reference/ from the schema, the parsers and core/names.py
 	$(PY) -m raymlops.docs_reference --write
