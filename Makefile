@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install raymlops (editable) with dev extras
 
-# Airflow has a venv of its own (its pins clash with raymlops': pipelines/constraints-*.txt, README "Pipelines").
+# Airflow has a venv of its own (its pins clash with raymlops': pipelines/constraints-*.txt, docs/guides/pipelines.md).
 AIRFLOW_VENV ?= .venv-airflow
 AIRFLOW_CONSTRAINTS := pipelines/constraints-airflow-3.1.8-py3.11.txt
 AIRFLOW_HOME ?= $(CURDIR)/.airflow

@@ -128,9 +128,8 @@ def _hydra_argv(module: str, args: list[str]) -> list[str]:
     return args
 
 
-RAYMLOPS_LINES = sorted(
-    {(b.where, w) for b in ALL_BLOCKS for w in b.commands if _module(w) and not _runs_here(w)}, key=lambda x: x[0]
-)
+# sorted whole: every pytest-xdist worker must collect the same ids in the same order
+RAYMLOPS_LINES = sorted({(b.where, w) for b in ALL_BLOCKS for w in b.commands if _module(w) and not _runs_here(w)})
 
 
 @pytest.mark.parametrize(("where", "words"), RAYMLOPS_LINES, ids=[f"{w}:{' '.join(c[2:4])}" for w, c in RAYMLOPS_LINES])
