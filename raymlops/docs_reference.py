@@ -232,10 +232,10 @@ def _other_tags(defined: set[str]) -> str:
     """`raymlops.*` tag names written as literals in one module (not shared), found in the package's source."""
     where: dict[str, set[str]] = {}
     for path in sorted((REPO / "raymlops").rglob("*.py")):
-        if path == Path(__file__).resolve():
-            continue  # this module names modules, not tags
-        for name in re.findall(r"[\"'](raymlops\.[a-z_]+(?:\.[a-z_]+)*)[\"']", path.read_text()):
-            if name not in defined:
+        for name, key in re.findall(r"[\"'](raymlops\.[a-z_]+(?:\.[a-z_]+)*)[\"'](\s*:)?", path.read_text()):
+            module = REPO / name.replace(".", "/")
+            a_module = module.with_suffix(".py").is_file() or module.is_dir()
+            if name not in defined and (key or not a_module):  # a dict key is a tag (raymlops.data is one, and a package too)
                 where.setdefault(name, set()).add(str(path.relative_to(REPO)))
     rows = [
         "## Tags set in one module\n",
