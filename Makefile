@@ -123,14 +123,14 @@ $(VENV)/.docs-installed: pyproject.toml $(VENV)/.installed
 docs: $(VENV)/.docs-installed ## build the documentation site into site/ (mkdocs build --strict: a broken link or page fails)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
-docs-serve: $(VENV)/.docs-installed ## serve the documentation site on http://127.0.0.1:$(DOCS_PORT), rebuilt on each edit
+docs-serve: $(VENV)/.docs-installed ## serve the documentation site on http://127.0.0.1:8001 (DOCS_PORT), rebuilt on each edit
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 docs-reference: install ## regenerate docs/config-reference.md and docs/reference/ from the schema, the parsers and core/names.py
 	$(PY) -m raymlops.docs_reference --write
 
-docs-screenshots: install ## refresh docs/img/*.png from the real-browser test (a Ray search + Chromium, ~2 min)
+docs-screenshots: install ## refresh docs/img/*.png from the real-browser test (a Ray search + Chromium, about 1.5 min)
 	RAYMLOPS_SCREENSHOTS=docs/img RAY_AUTH_MODE=disabled $(PY) -m pytest -q -p no:cacheprovider tests/test_browser.py
 
-clean: ## remove local runs, caches and the embedded MLflow store (keeps .venv)
-	rm -rf $(STATE)/ray_results $(STATE)/spool $(STATE)/cache .pytest_cache .mypy_cache .ruff_cache
+clean: ## remove Ray results, spooled points, caches and the built docs site (keeps .venv and the MLflow store .raymlops/mlflow.db)
+	rm -rf $(STATE)/ray_results $(STATE)/spool $(STATE)/cache .pytest_cache .mypy_cache .ruff_cache site
