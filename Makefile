@@ -15,7 +15,7 @@ DEFAULT_PERMISSION ?=  # make mlflow-server AUTH=1 DEFAULT_PERMISSION=NO_PERMISS
 SERVER_FLAGS = $(if $(strip $(AUTH)),--auth) $(if $(strip $(TLS)),--tls-self-signed) $(if $(strip $(DEFAULT_PERMISSION)),--default-permission $(strip $(DEFAULT_PERMISSION)))
 PYTEST_ARGS ?= --durations=10
 
-.PHONY: help install airflow-install airflow-standalone airflow-dags-test quickstart tune train serve predict notebook test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit checkov-install infra-check clean
+.PHONY: help install airflow-install airflow-standalone airflow-dags-test quickstart tune train serve predict notebook test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit checkov-install infra-check docs docs-serve docs-reference docs-screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install raymlops (editable) with dev extras
 
-# Airflow has a venv of its own (its pins clash with raymlops': pipelines/constraints-*.txt, README "Pipelines").
+# Airflow has a venv of its own (its pins clash with raymlops': pipelines/constraints-*.txt, docs/guides/pipelines.md).
 AIRFLOW_VENV ?= .venv-airflow
 AIRFLOW_CONSTRAINTS := pipelines/constraints-airflow-3.1.8-py3.11.txt
 AIRFLOW_HOME ?= $(CURDIR)/.airflow
@@ -140,5 +140,22 @@ infra-check: checkov-install ## offline checks of infra/terraform and cluster/k8
 	$(CHECKOV_VENV)/bin/checkov -d "$$rendered" --framework kubernetes --skip-download --compact --quiet
 	$(CHECKOV_VENV)/bin/checkov -d infra -d cluster --framework secrets --skip-download --compact --quiet
 
-clean: ## remove local runs, caches and the embedded MLflow store (keeps .venv)
-	rm -rf $(STATE)/ray_results $(STATE)/spool $(STATE)/cache .pytest_cache .mypy_cache .ruff_cache
+DOCS_PORT ?= 8001
+$(VENV)/.docs-installed: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed ## build the documentation site into site/ (mkdocs build --strict: a broken link or page fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.docs-installed ## serve the documentation site on http://127.0.0.1:8001 (DOCS_PORT), rebuilt on each edit
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-reference: install ## regenerate docs/config-reference.md and docs/reference/ from the schema, the parsers and core/names.py
+	$(PY) -m raymlops.docs_reference --write
+
+docs-screenshots: install ## refresh docs/img/*.png from the real-browser test (a Ray search + Chromium, about 1.5 min)
+	RAYMLOPS_SCREENSHOTS=docs/img RAY_AUTH_MODE=disabled $(PY) -m pytest -q -p no:cacheprovider tests/test_browser.py
+
+clean: ## remove Ray results, spooled points, caches and the built docs site (keeps .venv and the MLflow store .raymlops/mlflow.db)
+	rm -rf $(STATE)/ray_results $(STATE)/spool $(STATE)/cache .pytest_cache .mypy_cache .ruff_cache site
