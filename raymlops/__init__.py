@@ -4,7 +4,6 @@ From Python: `import raymlops as rm; rm.search("smoke", overrides=["tune.num_sam
 Every name is imported on first use, so `import raymlops` stays cheap.
 """
 
-import importlib
 import sys
 import types
 from typing import Any
@@ -23,9 +22,13 @@ class _Package(types.ModuleType):
 
     def __getattribute__(self, name: str) -> Any:
         if name in _API:
-            return getattr(importlib.import_module("raymlops.api"), name)
+            from raymlops import api
+
+            return getattr(api, name)
         if name in _ERRORS:
-            return getattr(importlib.import_module("raymlops.core.errors"), name)
+            from raymlops.core import errors
+
+            return getattr(errors, name)
         return super().__getattribute__(name)
 
 

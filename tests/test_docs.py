@@ -55,6 +55,20 @@ def _words(line: str) -> tuple[str, ...]:
     return tuple(words)
 
 
+def _commands(text: str) -> list[tuple[str, ...]]:
+    """Each command of a block as words: a quoted string may span lines (kubectl --overrides='{...}')."""
+    found, pending = [], ""
+    for line in text.splitlines():
+        pending = f"{pending}\n{line}" if pending else line
+        try:
+            found.append(_words(pending))
+        except ValueError:  # an open quote: the command goes on on the next line
+            continue
+        pending = ""
+    assert not pending, f"an unclosed quote: {pending!r}"
+    return found
+
+
 def blocks(path: Path) -> list[Block]:
     lines = path.read_text().splitlines()
     found, i = [], 0
@@ -68,7 +82,7 @@ def blocks(path: Path) -> list[Block]:
             before = next((lines[j].strip() for j in range(i - 1, -1, -1) if lines[j].strip()), "")
             m = MARKER.match(before)
             text = "\n".join(lines[i + 1 : end]).replace("\\\n", " ")
-            commands = tuple(w for w in (_words(line) for line in text.splitlines()) if w)
+            commands = tuple(w for w in _commands(text) if w)
             where = f"{path.relative_to(REPO)}:{i + 1}"
             found.append(Block(where, (m.group(1), m.group(2)) if m else None, commands))
         i = end + 1
