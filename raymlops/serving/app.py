@@ -87,7 +87,7 @@ def _build(config: Config, run_id: str) -> Any:
         ).bind(uri, name, alias, s.poll_interval_s)
 
     challenger = server(s.challenger_alias) if s.challenger_traffic > 0 else None
-    keys = ("champion_alias", "challenger_alias", "challenger_traffic", "log_interval_s")
+    keys = ("champion_alias", "challenger_alias", "challenger_traffic", "log_interval_s", "drift_window")
     setup = {k: getattr(s, k) for k in keys} | {"model_name": name, "tracking_uri": uri, "run_id": run_id}
     return Router.bind(server(s.champion_alias), challenger, setup)  # type: ignore[attr-defined]
 
