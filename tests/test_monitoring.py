@@ -33,3 +33,18 @@ def test_reference_round_trip_and_window_stats() -> None:
     m = stats.metrics()
     assert m["drift.v1"] > 2.0 and m["mean_confidence.v1"] == pytest.approx(0.9) and m["requests.v1"] == 60
     assert shares(["a", "a", "b"]) == {"a": 2 / 3, "b": 1 / 3}
+
+
+def test_alert_rules_check_and_unit_tests() -> None:
+    """monitoring/alerts.yml is valid and its promtool unit tests (monitoring/alerts_test.yml) pass."""
+    import shutil
+    import subprocess
+
+    from conftest import REPO
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (apt-get install -y prometheus)")
+    for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+        done = subprocess.run([promtool, *args], cwd=REPO / "monitoring", capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
