@@ -15,7 +15,7 @@ DEFAULT_PERMISSION ?=  # make mlflow-server AUTH=1 DEFAULT_PERMISSION=NO_PERMISS
 SERVER_FLAGS = $(if $(strip $(AUTH)),--auth) $(if $(strip $(TLS)),--tls-self-signed) $(if $(strip $(DEFAULT_PERMISSION)),--default-permission $(strip $(DEFAULT_PERMISSION)))
 PYTEST_ARGS ?= --durations=10
 
-.PHONY: help install airflow-install airflow-standalone airflow-dags-test quickstart tune train serve predict test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit clean
+.PHONY: help install airflow-install airflow-standalone airflow-dags-test quickstart tune train serve predict notebook test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit checkov-install infra-check docs docs-serve docs-reference docs-screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install raymlops (editable) with dev extras
 
-# Airflow has a venv of its own (its pins clash with raymlops': pipelines/constraints-*.txt, README "Pipelines").
+# Airflow has a venv of its own (its pins clash with raymlops': pipelines/constraints-*.txt, docs/guides/pipelines.md).
 AIRFLOW_VENV ?= .venv-airflow
 AIRFLOW_CONSTRAINTS := pipelines/constraints-airflow-3.1.8-py3.11.txt
 AIRFLOW_HOME ?= $(CURDIR)/.airflow
@@ -69,6 +69,10 @@ DATA ?= ../shared/data/cifar10/test
 OUT ?= predictions.csv
 predict: install ## batch inference with Ray Data: make predict MODEL=models:/NAME@champion DATA=FOLDER OUT=preds.csv
 	$(PY) -m raymlops.predict model_uri=$(MODEL) data.root=$(DATA) output=$(OUT) $(ARGS)
+
+notebook: install ## JupyterLab on 127.0.0.1:8888 over notebooks/ (the notebook extra), this venv as the kernel
+	$(PY) -m pip install -q -e '.[dev,notebook]'
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port 8888 --no-browser --notebook-dir notebooks
 
 test: install ## every tier, always: the always-on tests, then the slow tier; ends with each tier's wall and CPU time
 	$(PY) tests/run_tiers.py $(PYTEST_ARGS)
@@ -115,5 +119,43 @@ RAY_TOKEN_MODE = $${RAY_AUTH_MODE:-$$({ [ -n "$$RAY_AUTH_TOKEN$$RAY_AUTH_TOKEN_P
 submit: install ## submit a search to the running Ray cluster (its token from RAY_AUTH_TOKEN[_PATH] or ~/.ray/auth_token): make submit EXP=smoke [RAY_ADDRESS=http://127.0.0.1:8265]
 	RAY_ADDRESS=$${RAY_ADDRESS:-http://127.0.0.1:8265} RAY_AUTH_MODE=$(RAY_TOKEN_MODE) $(VENV)/bin/ray job submit --working-dir . -- python -m raymlops.tune +experiment=$(EXP) $(ARGS)
 
-clean: ## remove local runs, caches and the embedded MLflow store (keeps .venv)
-	rm -rf $(STATE)/ray_results $(STATE)/spool $(STATE)/cache .pytest_cache .mypy_cache .ruff_cache
+# checkov has a venv of its own (its pins are not raymlops'): infra/requirements-checkov.txt.
+CHECKOV_VENV ?= .venv-checkov
+TERRAFORM ?= terraform
+KUBECTL ?= kubectl
+
+$(CHECKOV_VENV)/.installed: infra/requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install -q -r infra/requirements-checkov.txt
+	touch $@
+
+checkov-install: $(CHECKOV_VENV)/.installed ## create .venv-checkov: checkov for infra-check and tests/test_infra.py (not a raymlops dependency)
+
+infra-check: checkov-install ## offline checks of infra/terraform and cluster/k8s: terraform fmt, checkov (Terraform, rendered overlays, secrets)
+	$(TERRAFORM) fmt -check -recursive -diff infra/terraform
+	$(CHECKOV_VENV)/bin/checkov -d infra/terraform/aws --framework terraform --skip-download --compact --quiet
+	@rendered=$$(mktemp -d) && trap 'rm -rf "$$rendered"' EXIT && \
+	for overlay in dev prod; do $(KUBECTL) kustomize cluster/k8s/overlays/$$overlay > "$$rendered/$$overlay.yaml" || exit 1; done && \
+	$(CHECKOV_VENV)/bin/checkov -d "$$rendered" --framework kubernetes --skip-download --compact --quiet
+	$(CHECKOV_VENV)/bin/checkov -d infra -d cluster --framework secrets --skip-download --compact --quiet
+
+DOCS_PORT ?= 8001
+$(VENV)/.docs-installed: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed ## build the documentation site into site/ (mkdocs build --strict: a broken link or page fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.docs-installed ## serve the documentation site on http://127.0.0.1:8001 (DOCS_PORT), rebuilt on each edit
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-reference: install ## regenerate docs/config-reference.md and docs/reference/ from the schema, the parsers and core/names.py
+	$(PY) -m raymlops.docs_reference --write
+
+docs-screenshots: install ## refresh docs/img/*.png from the real-browser test (a Ray search + Chromium, about 1.5 min)
+	RAYMLOPS_SCREENSHOTS=docs/img RAY_AUTH_MODE=disabled $(PY) -m pytest -q -p no:cacheprovider tests/test_browser.py
+
+clean: ## remove Ray results, spooled points, caches and the built docs site (keeps .venv and the MLflow store .raymlops/mlflow.db)
+	rm -rf $(STATE)/ray_results $(STATE)/spool $(STATE)/cache .pytest_cache .mypy_cache .ruff_cache site

@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from raymlops.config import compose
+from raymlops.config.schema import Config
 from raymlops.core.console import print_result, set_verbose, setup_logging
 from raymlops.core.errors import cli
 from raymlops.core.redact import redact
 
 
 @cli
-def main(argv: list[str]) -> dict[str, float]:
+def main(argv: list[str]) -> dict[str, Any]:
+    config, metrics = run(argv)
+    shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+    run_id, rcfg = metrics.get("mlflow_run_id"), config.registry
+    print_result(
+        {
+            **shown,
+            "mlflow_run_id": run_id,
+            "model_uri": model_uri(metrics),
+            "model_name": rcfg.model_name,
+            "promote": rcfg.promote,
+            "min_improvement": rcfg.min_improvement,
+        }
+    )
+    return metrics
+
+
+def model_uri(metrics: dict[str, Any]) -> str | None:
+    run_id = metrics.get("mlflow_run_id")
+    return f"runs:/{run_id}/model" if run_id else None
+
+
+def run(argv: list[str]) -> tuple[Config, dict[str, Any]]:
+    """The training job of `argv` (Hydra overrides): its config and last metrics (mlflow_run_id among them);
+    raises UserError before Ray starts where it can. raymlops.api.train calls this too."""
     setup_logging()
     config = compose(argv)  # Hydra compose + validation, before Ray starts
     set_verbose(config.console.verbose)
@@ -32,18 +59,7 @@ def main(argv: list[str]) -> dict[str, float]:
     shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
     run_id = metrics.get("mlflow_run_id")
     print(f"Finished epoch {metrics.get('epoch')}: {shown}; MLflow run {run_id}", flush=True)
-    rcfg = config.registry
-    print_result(
-        {
-            **shown,
-            "mlflow_run_id": run_id,
-            "model_uri": f"runs:/{run_id}/model" if run_id else None,
-            "model_name": rcfg.model_name,
-            "promote": rcfg.promote,
-            "min_improvement": rcfg.min_improvement,
-        }
-    )
-    return metrics
+    return config, metrics
 
 
 if __name__ == "__main__":

@@ -9,12 +9,23 @@ from __future__ import annotations
 from typing import Any
 
 from raymlops.config import compose
+from raymlops.config.schema import Config
 from raymlops.core.console import print_result, set_verbose, setup_logging
 from raymlops.core.errors import Incomplete, cli
 
 
 @cli
 def main(argv: list[str]) -> dict[str, Any]:
+    summary = run(argv)[1]
+    print_result(summary)  # parent_run_id, best_trial_id, registered_version, champion_decision, model_uri
+    if summary.get("incomplete"):
+        raise Incomplete(summary["incomplete"])
+    return summary
+
+
+def run(argv: list[str]) -> tuple[Config, dict[str, Any]]:
+    """The search of `argv` (Hydra overrides): its config and summary; raises UserError (what to fix) before
+    Ray starts where it can. raymlops.api.search calls this too."""
     setup_logging()
     config = compose(argv)  # Hydra compose + validation, before Ray starts
     set_verbose(config.console.verbose)
@@ -37,10 +48,7 @@ def main(argv: list[str]) -> dict[str, Any]:
         f"(trial {summary['best_trial_id']}); MLflow parent run {summary['parent_run_id']}",
         flush=True,
     )
-    print_result(summary)  # parent_run_id, best_trial_id, registered_version, champion_decision, model_uri
-    if summary.get("incomplete"):
-        raise Incomplete(summary["incomplete"])
-    return summary
+    return config, summary
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ HEAVY_FIRST = [
     "test_autoscaling",
     "test_multinode",
     "test_serving",
+    "test_api",
+    "test_notebook",
     "test_bad_inputs",
     "test_search_beyond_asha",
     "test_security",

@@ -1,6 +1,7 @@
 """Both UIs in a real browser: headless Chromium (Debian's package, installed by .ci/run) opens the Ray
 Dashboard of a running search with token auth on, signing in as the README says, then `mlflow ui` on the
-finished search through the link raymlops printed. Screenshots are left under the test's tmp path."""
+finished search through the link raymlops printed. Screenshots are left under the test's tmp path, or in
+$RAYMLOPS_SCREENSHOTS (relative to the repo: `make docs-screenshots` sets docs/img) as small palette PNGs."""
 
 from __future__ import annotations
 
@@ -59,8 +60,21 @@ def _wait_for(driver: Any, found: Callable[[str], bool], what: str, timeout_s: f
     )
 
 
+SHOTS_ENV = "RAYMLOPS_SCREENSHOTS"  # a folder: keep the screenshots there for the docs (make docs-screenshots)
+
+
 def _shot(driver: Any, path: Path) -> None:
-    driver.save_screenshot(str(path))
+    if os.environ.get(SHOTS_ENV):
+        from PIL import Image
+
+        path = REPO / os.environ[SHOTS_ENV] / path.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(path))
+        with Image.open(path) as image:  # 256 colours: a UI screenshot stays legible at a fraction of the size
+            small = image.convert("RGB").quantize(colors=256)
+        small.save(path, optimize=True)
+    else:
+        driver.save_screenshot(str(path))
     print(f"screenshot: {path}")
 
 

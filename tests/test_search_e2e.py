@@ -28,10 +28,14 @@ def _check_search(uri: str, summary: dict[str, Any], n_trials: int, max_epochs: 
     assert parent.data.metrics["best_val_acc"] == pytest.approx(summary["best_val_acc"])
     assert parent.data.tags["best_trial_id"] == summary["best_trial_id"]
     assert "search.scheduler" in parent.data.params and "raymlops.git_sha" in parent.data.tags
+    # the MLflow UI's "Source" and "Created by" columns (MlflowClient.create_run sets neither by itself)
+    assert parent.data.tags["mlflow.source.name"] == "raymlops.tune" and parent.data.tags["mlflow.user"]
     children = c.search_runs([parent.info.experiment_id], filter_string=f"tags.`{TAG_PARENT}` = '{parent.info.run_id}'")
     assert len(children) == n_trials
     for child in children:
         assert child.data.tags[TAG_ROLE] == "trial" and child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.user"] == parent.data.tags["mlflow.user"] and child.data.tags["mlflow.source.name"]
+        assert child.data.params["device"] == "cpu" and child.data.params["train.device"] == "auto"
         steps = [m.step for m in c.get_metric_history(child.info.run_id, "val_acc")]
         assert steps and sorted(steps) == list(range(1, len(steps) + 1)), "no duplicated or missing epoch steps"
         stopped = child.data.tags[TAG_STOPPED_EARLY] == "true"

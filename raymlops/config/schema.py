@@ -38,6 +38,16 @@ class OptimizerName(StrEnum):
     adamw = "adamw"
 
 
+class Device(StrEnum):
+    """train.device: where a single-process path computes (a 1-worker trial, `raymlops.train` with one worker,
+    evaluate, predict). auto: CUDA when this run may use a GPU, then Apple's MPS, then the CPU."""
+
+    auto = "auto"
+    cuda = "cuda"
+    mps = "mps"
+    cpu = "cpu"
+
+
 class LrSchedule(StrEnum):
     none = "none"
     cosine = "cosine"
@@ -154,6 +164,11 @@ class TrainConfig:
     channels_last: bool = opt(False, "NHWC memory format (faster on GPU for conv nets)")
     amp: Any = opt("auto", "mixed precision: auto (bf16 on CUDA), true or false", choices=AUTO_TRUE_FALSE)
     eval_batch_size: int = opt(1024, "per-worker batch size for validation and test", positive=True)
+    device: Device = opt(
+        Device.auto,
+        "single-process paths (1 worker, evaluate): auto (CUDA, then Apple MPS, then CPU), cuda, mps or cpu; "
+        "DDP workers take Ray Train's device (mps is refused for DDP: use cpu, gloo)",
+    )
 
 
 @dataclass

@@ -29,6 +29,9 @@ def validate(config: Config) -> None:
             "data.name=imagefolder needs data.root, a folder holding train/<class>/ and test/<class>/: "
             "add data.root=/path/to/images to the command line."
         )
+    problem = device_problem(str(train.device), scaling.num_workers, scaling.use_gpu)
+    if problem:
+        raise UserError(problem)
     _check_metric(config.tune.metric)
     validate_space(config)
     validate_objectives(config)
@@ -71,6 +74,22 @@ def _positive(value: Any, key: str, integer: bool = False) -> None:
 def _fraction(value: Any, key: str, upper_open: bool = True) -> None:
     if not (0 <= value < 1 if upper_open else 0 <= value <= 1):
         raise UserError(f"{key}={value!r} must be a number in [0, 1{')' if upper_open else ']'}, e.g. {key}=0.1.")
+
+
+def device_problem(want: str, num_workers: int, use_gpu: object) -> str | None:
+    """Why train.device=want cannot run with these workers (None when it can); whether this machine has the
+    device is launch.preflight's check, on the machine that will use it."""
+    if want == "mps" and num_workers > 1:
+        return (
+            f"train.device=mps with scaling.num_workers={num_workers}: PyTorch DDP has no MPS backend (NCCL is "
+            "CUDA-only, gloo computes on the CPU). Use scaling.num_workers=1 to train on the Apple GPU, or "
+            "train.device=cpu for DDP with gloo."
+        )
+    if want == "cuda" and use_gpu is False:
+        return "train.device=cuda with scaling.use_gpu=false: Ray would reserve no GPU; set scaling.use_gpu=auto or true."
+    if want == "mps" and use_gpu is True:
+        return "train.device=mps with scaling.use_gpu=true: Ray's GPUs are CUDA devices; use scaling.use_gpu=auto or false."
+    return None
 
 
 def validate_serving(config: Config) -> None:

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from raymlops.core.origin import running_command
+
 T = TypeVar("T")
 
 DEBUG_ENV = "RAYMLOPS_DEBUG"
@@ -35,7 +37,8 @@ def cli(main: Callable[[list[str]], T]) -> Callable[..., T]:
     def wrapper(argv: list[str] | None = None) -> T:
         args = sys.argv[1:] if argv is None else argv
         try:
-            return main(args)
+            with running_command(main.__module__):
+                return main(args)
         except UserError as err:
             if os.environ.get(DEBUG_ENV):
                 raise

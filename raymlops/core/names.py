@@ -26,6 +26,7 @@ TAG_RESTARTS = "raymlops.restarts"
 TAG_INCOMPLETE = "raymlops.incomplete"  # search parent: why not every trial finished (failed after retries, never ran)
 TAG_PARENT = "mlflow.parentRunId"
 TAG_DECISION = "raymlops.champion_decision"
+TAG_PROJECT_RUN = "raymlops.mlflow_project_run"  # the `mlflow run` (MLproject) run that started this one
 TAG_PIPELINE_RUN = "raymlops.pipeline_run"  # the scheduler task that started the run (from $RAYMLOPS_PIPELINE_RUN)
 TAG_FAILURE = "raymlops.failure_reason"  # why a pipeline task failed, on the runs it left FAILED
 TAG_REGRESSION = "raymlops.regression"  # model-version tag: accuracy fell below what was recorded at registration

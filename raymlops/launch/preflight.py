@@ -16,6 +16,7 @@ from raymlops.tracking import check_can_write, check_reachable
 def preflight(config: Config) -> None:
     """Fail in seconds, with what to change, on what would otherwise fail inside Ray."""
     check_cluster(config)
+    check_device(config)
     check_reachable(config.mlflow.tracking_uri)
     check_can_write(config.mlflow.tracking_uri, config.mlflow.experiment_name)
     check_storage(config.storage_path)
@@ -27,6 +28,22 @@ def check_cluster(config: Config) -> None:
     joined = ray_auth.cluster_address(config.ray)
     if joined:
         ray_auth.prepare_join(*joined)
+
+
+def check_device(config: Config) -> None:
+    """train.device=cuda or mps on a machine without it, when this machine is the one that trains (no cluster
+    to join: a cluster's GPU nodes may have CUDA that the submitting laptop lacks)."""
+    want = str(config.train.device)
+    if want in ("auto", "cpu") or ray_auth.cluster_address(config.ray):
+        return
+    from raymlops.models.device import available
+
+    if not available(want):
+        other = "cpu" if want == "mps" else "auto (CPU here)"
+        raise UserError(
+            f"train.device={want}, but this machine's PyTorch has no {want.upper()} device. Use train.device={other}, "
+            f"or run where {want.upper()} is available."
+        )
 
 
 def check_storage(storage_path: str) -> None:

@@ -19,6 +19,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
+from raymlops.models.device import choose_device
 from raymlops.models.image_codec import ImageDecodeError, decode_image
 
 IMAGE_COLUMN = "image"
@@ -77,12 +78,13 @@ class ImageClassifier(PythonModel):  # type: ignore[misc]
         import mlflow.pytorch
 
         self.prep = Preprocessing(**context.model_config)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = choose_device("auto")  # CUDA, then Apple's MPS, then the CPU
         self.model = mlflow.pytorch.load_model(context.artifacts[RAW_MODEL_ARTIFACT], map_location=self.device).eval()
         self._mean = torch.tensor(self.prep.mean, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(self.prep.std, device=self.device).view(1, -1, 1, 1)
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # MLflow reads type hints as a schema
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        # a DataFrame hint: MLflow validates against the logged signature, not a schema inferred from the hint
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         if IMAGE_COLUMN not in frame.columns:
             raise invalid(

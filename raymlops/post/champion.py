@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import torch
 from torch import nn
 
 from raymlops.config.contract import RunContract
@@ -15,6 +14,7 @@ from raymlops.config.tree import from_dict
 from raymlops.core import names
 from raymlops.data import Splits, load_splits
 from raymlops.models import build_model
+from raymlops.models.device import choose_device
 from raymlops.post import model_registry
 from raymlops.post.evaluation import evaluate_model, log_evaluation, serving_reference
 from raymlops.post.steps import TrackerSteps
@@ -41,7 +41,7 @@ def evaluate_and_register(
         log.warning("best trial %s left no checkpoint; skipping evaluation and registration", best["trial_id"])
         return {}
     model, splits = _load_trained(ckpt_path)
-    device = torch.device("cuda" if search.launch.use_gpu and torch.cuda.is_available() else "cpu")
+    device = choose_device(config.train.device, gpu_allowed=search.launch.use_gpu)
     evaluation = evaluate_model(model, splits, device, batch_size=config.train.eval_batch_size)
     # the run id is empty when the trial's run was opened late (the tracker was down when the trial began)
     uri, key = search.launch.tracking_uri, f"{search.run_key}/{best['trial_id']}"

@@ -13,7 +13,7 @@ from torch import nn
 
 from raymlops.core.errors import UserError
 from raymlops.data import Splits
-from raymlops.tracking import client
+from raymlops.tracking.client import client
 from raymlops.training.ops import predict
 
 
@@ -53,9 +53,12 @@ def serving_reference(result: dict[str, Any]) -> str:
 
 
 def confusion_png(result: dict[str, Any], path: Path, title: str = "") -> None:
+    import os
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "MPLBACKEND" not in os.environ:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cm = np.array(result["confusion"], dtype=float)

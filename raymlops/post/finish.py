@@ -39,6 +39,7 @@ def finish_search(config: Config, search: RunContract, results: Any, parent: Run
     best = rows[0]
     out = {"search": name, "parent_run_id": parent.run_id, f"best_{metric}": best[metric], "best_trial_id": best["trial_id"]}
     out.update(trials=len(rows), errored=len(errors), never_ran=never_ran(tcfg, results, rows, errors))
+    out["trial_rows"] = rows  # best first, with each trial's curve: raymlops.api's table and plot (not printed)
     out["incomplete"] = incomplete_reason(config, out, results)
     parent.log_metrics({f"best_{metric}": best[metric], "trials_completed": len(rows), "trials_errored": len(errors)}, step=0)
     parent.set_tags({"best_trial_id": best["trial_id"], "best_run_id": best["mlflow_run_id"]})

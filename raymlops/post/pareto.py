@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import operator
+import os
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "MPLBACKEND" not in os.environ:  # a notebook kernel sets its inline backend there: keep it
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from raymlops.config.objectives import CONSTRAINT_OPS, describe_rule

@@ -4,16 +4,18 @@ JSON and a plot on the parent run, and the best trial's hyperparameter schedule 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "MPLBACKEND" not in os.environ:  # a notebook kernel sets its inline backend there: keep it
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from raymlops.core import names
-from raymlops.tracking import client
+from raymlops.tracking.client import client
 
 
 def lineage(uri: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "MPLBACKEND" not in os.environ:  # a notebook kernel sets its inline backend there: keep it
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 
@@ -56,8 +59,15 @@ def write_top_k(rows: list[dict[str, Any]], k: int, out: Path) -> list[Path]:
 
 
 def learning_curves(rows: list[dict[str, Any]], metric: str, max_epochs: int, path: Path) -> None:
-    """metric vs epoch for every trial; trials stopped early end visibly sooner (dashed)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    """learning_curves_figure, saved as a PNG."""
+    learning_curves_figure(rows, metric, max_epochs).savefig(path, dpi=110)
+
+
+def learning_curves_figure(rows: list[dict[str, Any]], metric: str, max_epochs: int) -> Figure:
+    """metric vs epoch for every trial; trials stopped early end visibly sooner (dashed). A Figure of no
+    pyplot state: nothing to close, and a notebook shows it inline."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
     for i, row in enumerate(rows):
         if not row["curve"]:
             continue
@@ -83,8 +93,7 @@ def learning_curves(rows: list[dict[str, Any]], metric: str, max_epochs: int, pa
     if any(row["curve"] for row in rows):
         ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def param_plots(rows: list[dict[str, Any]], metric: str, space_keys: list[str], path: Path) -> None:

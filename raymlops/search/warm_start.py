@@ -13,7 +13,7 @@ from raymlops.config.objectives import objectives
 from raymlops.config.schema import SearchAlgConfig, TuneConfig
 from raymlops.core import names
 from raymlops.core.errors import UserError
-from raymlops.tracking import client
+from raymlops.tracking.client import client
 
 log = logging.getLogger(__name__)
 

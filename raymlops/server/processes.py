@@ -72,7 +72,7 @@ def start_mlflow(state: Path, settings: Settings, backend: str) -> None:
 
 
 def server_args(backend: str, destination: str, auth: bool, tls_files: tuple[str, str] | None = None) -> list[str]:
-    """`mlflow server`'s options but host and port: the same for this machine and cluster/k8s/mlflow-server.yaml."""
+    """`mlflow server`'s options but host and port: the same for this machine and cluster/k8s/base/mlflow-server.yaml."""
     # A worker still importing the app on a busy machine misses uvicorn's 5 s health check and is
     # killed and restarted (measured: startup went from ~15 s to 80+ s at load 10 on 2 cores).
     opts = f"--timeout-worker-healthcheck {WORKER_HEALTHCHECK_S}"

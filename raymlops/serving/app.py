@@ -97,7 +97,11 @@ def _open_run(config: Config, versions: dict[str, str]) -> str:
 
     mcfg, name = config.mlflow, config.registry.model_name
     exp_id = tracking.ensure_experiment(mcfg.tracking_uri, mcfg.experiment_name, mcfg.artifact_location)
-    tags = {names.TAG_ROLE: "serve", "raymlops.model_name": name} | {f"raymlops.serve.{a}": v for a, v in versions.items()}
+    tags = (
+        {names.TAG_ROLE: "serve", "raymlops.model_name": name}
+        | {f"raymlops.serve.{a}": v for a, v in versions.items()}
+        | tracking.origin_tags()
+    )
     c = tracking.client(mcfg.tracking_uri)
     run = c.create_run(exp_id, run_name=f"serve {name}", tags=tags)
     for key, value in to_dict(config.serve).items():

@@ -26,7 +26,7 @@ def log_predict_run(
     uri = mcfg.tracking_uri
     exp_id = tracking.ensure_experiment(uri, mcfg.experiment_name, mcfg.artifact_location)
     c = tracking.client(uri)
-    tags = {names.TAG_ROLE: "predict", "raymlops.model_uri": p.model_uri, "raymlops.data": source}
+    tags = {names.TAG_ROLE: "predict", "raymlops.model_uri": p.model_uri, "raymlops.data": source} | tracking.origin_tags()
     run = c.create_run(exp_id, run_name=f"predict {p.model_uri}", tags=tags)
     rid = run.info.run_id
     for key in ("model_uri", "batch_size", "num_actors", "cpus_per_actor", "use_gpu", "output"):

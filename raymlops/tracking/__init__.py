@@ -16,7 +16,7 @@ from raymlops.tracking.client import (
     logged_values,
     open_run,
 )
-from raymlops.tracking.lineage import config_params, lineage
+from raymlops.tracking.lineage import config_params, lineage, origin_tags
 from raymlops.tracking.logger import NullLogger, RunLogger, logger_for, now_ms
 from raymlops.tracking.retry import retry_or_none, retry_or_outage, retrying, transient
 from raymlops.tracking.spool import replay_dir, replay_file, spool_name
@@ -41,6 +41,7 @@ __all__ = [
     "logger_for",
     "now_ms",
     "open_run",
+    "origin_tags",
     "replay_dir",
     "replay_file",
     "retry_or_none",

@@ -9,11 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from raymlops import __version__
+from raymlops._version import __version__
 from raymlops.config.dotted import flatten
 from raymlops.config.schema import Config
 from raymlops.config.tree import to_dict
 from raymlops.core import names
+from raymlops.core.origin import current_command
 from raymlops.core.redact import redact, redact_text
 from raymlops.tracking.log_batch import MAX_PARAM_LEN
 
@@ -35,14 +36,34 @@ def lineage(config: Config, argv: list[str]) -> dict[str, str]:
         "raymlops.overrides": redact_text(" ".join(config.overrides)) or "(none)",
         "raymlops.seed": str(config.train.seed),
         "raymlops.host": platform.node(),
-        **pipeline_tags(),
+        **origin_tags(),
     }
 
 
-def pipeline_tags() -> dict[str, str]:
-    """`raymlops.pipeline_run` when a scheduler (pipelines/) started this process, so a failed task finds its runs."""
+def origin_tags() -> dict[str, str]:
+    """What every raymlops run carries about its origin: the MLflow UI's "Source" and "Created by" (the
+    `mlflow.source.*` / `mlflow.user` tags MLflow's fluent API sets and MlflowClient.create_run does not), and
+    `raymlops.pipeline_run` when a scheduler (pipelines/) started this process, so a failed task finds its runs,
+    and `raymlops.mlflow_project_run` when `mlflow run` (the MLproject file) did."""
+    tags = source_tags()
+    project_run = os.environ.get("MLFLOW_RUN_ID", "").strip()  # set by `mlflow run` (MLproject) for its command
+    if project_run:
+        tags[names.TAG_PROJECT_RUN] = project_run
     value = os.environ.get(names.PIPELINE_RUN_ENV, "").strip()
-    return {names.TAG_PIPELINE_RUN: value[:MAX_PARAM_LEN]} if value else {}
+    return {**tags, names.TAG_PIPELINE_RUN: value[:MAX_PARAM_LEN]} if value else tags
+
+
+def source_tags() -> dict[str, str]:
+    """mlflow.source.name (the raymlops command, e.g. raymlops.tune, or the calling script), .type LOCAL, .git.commit
+    when in a git checkout, and mlflow.user (MLflow's own rule: $LOGNAME/$USER, else the login name)."""
+    from mlflow.tracking.context.default_context import DefaultRunContext
+    from mlflow.utils import mlflow_tags
+
+    argv0 = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    source = current_command() or argv0
+    tags = {**DefaultRunContext().tags(), mlflow_tags.MLFLOW_SOURCE_NAME: source}
+    sha = _git("rev-parse", "HEAD")
+    return {**tags, mlflow_tags.MLFLOW_GIT_COMMIT: sha} if sha else tags
 
 
 def _git(*args: str) -> str:

@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train V2 entry point (one call per DDP worker): {"config": ..., "run": RunContract or None}."""
-    run_training(loop_config["config"], loop_config["run"], ray_train_session())
+    config = loop_config["config"]
+    run_training(config, loop_config["run"], ray_train_session(config.train.device))
 
 
 def run_training(config: Config, run: RunContract | None, session: Session) -> dict[str, Any]:

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +63,16 @@ def _save_model(
     import mlflow.pytorch
     from mlflow.models import Model
 
-    from raymlops.models.image_classifier import RAW_MODEL_ARTIFACT, ImageClassifier, signature
+    from raymlops.models import image_classifier
+    from raymlops.models.image_classifier import RAW_MODEL_ARTIFACT, signature
 
     raw_dir = staging_dir / RAW_MODEL_ARTIFACT
-    mlflow.pytorch.save_model(torch_model, str(raw_dir), serialization_format="pickle", pip_requirements=_requirements())
+    with _quiet_pickle_notice():
+        mlflow.pytorch.save_model(torch_model, str(raw_dir), serialization_format="pickle", pip_requirements=_requirements())
     mlflow.pyfunc.save_model(
         path,
-        python_model=ImageClassifier(),
+        # models from code: the pyfunc is built from raymlops.models.pyfunc_entry on load, not unpickled
+        python_model=str(Path(image_classifier.__file__).with_name("pyfunc_entry.py")),
         artifacts={RAW_MODEL_ARTIFACT: str(raw_dir)},
         model_config=prep.as_config(),
         signature=signature(),
@@ -79,3 +85,22 @@ def _save_model(
     torch_conf["model_data"] = f"{inner}/{torch_conf['model_data']}"
     mlflow_model.add_flavor("pytorch", **torch_conf)
     mlflow_model.save(os.path.join(path, "MLmodel"))
+
+
+class _DropPickleNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Pickle or CloudPickle format" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_pickle_notice() -> Iterator[None]:
+    """mlflow.pytorch warns on every pickled save. raymlops writes these models and loads them itself (the
+    pytorch flavor is what raymlops.evaluate reads; the served pyfunc is built from code), and pt2, the
+    format MLflow suggests, has no `.eval()`/training modes that evaluation needs: the notice is nothing a
+    user can act on, so it is dropped for this one call (docs: "What MLflow records", model formats)."""
+    logger, notice = logging.getLogger("mlflow.pytorch"), _DropPickleNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from raymlops import ray_internals
+from raymlops.models.device import choose_device
 from raymlops.training.checkpoints import (
     DONE_MARKER,
     checkpoint_candidates,
@@ -55,8 +56,9 @@ class Session:
         return self.rank == 0
 
 
-def ray_train_session() -> Session:
-    """The Session of a Ray Train V2 worker: its rank and device from Train, reports and checkpoints to Train."""
+def ray_train_session(device: str = "auto") -> Session:
+    """The Session of a Ray Train V2 worker: its rank from Train, reports and checkpoints to Train; its device
+    from Train in a DDP group, from train.device (`device`) when it is the only worker (MPS on a Mac)."""
     import ray.train
     import ray.train.torch
 
@@ -77,13 +79,19 @@ def ray_train_session() -> Session:
         if ctx.get_world_rank() == 0:
             drop_unregistered(ckpt.path)
 
+    train_device = ray.train.torch.get_device()
+    prepare_model: Callable[[nn.Module], nn.Module] = ray.train.torch.prepare_model
+    if ctx.get_world_size() == 1:  # no DDP group: train.device decides (Train's prepare_model would move it back)
+        chosen = choose_device(device, gpu_allowed=train_device.type == "cuda")
+        if chosen != train_device:
+            train_device, prepare_model = chosen, _as_is
     return Session(
         rank=ctx.get_world_rank(),
         world_size=ctx.get_world_size(),
-        device=ray.train.torch.get_device(),
+        device=train_device,
         report=report,
         restore_dirs=checkpoint_candidates(ckpt.path) if ckpt else [],
-        prepare_model=ray.train.torch.prepare_model,
+        prepare_model=prepare_model,
         after_restore=after_restore,
     )
 
@@ -94,7 +102,7 @@ def _quiet_worker_loggers() -> None:
     ray_internals.quiet(ray_internals.train_v2_report_logger())  # "Reporting training result ..." per report
 
 
-def tune_session(use_gpu: bool, trains_here: bool = True) -> Session:
+def tune_session(use_gpu: bool, trains_here: bool = True, device: str = "auto") -> Session:
     """The Session of a 1-worker Tune trial: rank 0 of 1, reports and checkpoints to Tune. A trial that only
     relays a warm lane's reports (`trains_here=False`) gets no device, and its actor never imports torch.
 
@@ -125,7 +133,7 @@ def tune_session(use_gpu: bool, trains_here: bool = True) -> Session:
     return Session(
         rank=0,
         world_size=1,
-        device=_local_device(use_gpu) if trains_here else RELAY_NO_DEVICE,
+        device=choose_device(device, gpu_allowed=use_gpu) if trains_here else RELAY_NO_DEVICE,
         report=report,
         restore_dirs=[ckpt.path] if donated and ckpt else checkpoint_candidates(ckpt.path if ckpt else None, trial_dir, earlier),
         known_epoch=known,
@@ -133,10 +141,8 @@ def tune_session(use_gpu: bool, trains_here: bool = True) -> Session:
     )
 
 
-def _local_device(use_gpu: bool) -> torch.device:
-    import torch
-
-    return torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+def _as_is(model: Any) -> Any:
+    return model
 
 
 def _trial_folder() -> str | None:

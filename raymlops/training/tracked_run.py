@@ -79,7 +79,9 @@ def start_tracking(
         # before its first checkpoint reached the disk): it starts again from scratch, and that is a restart too
         progress.restarts = max(already.get(RESUMES, set()), default=0) + 1
     if progress.restarts == 0:
-        tracker.log_params({**config_params(config), "world_size": session.world_size})
+        tracker.log_params(
+            {**config_params(config), "world_size": session.world_size, "device": str(getattr(session.device, "type", "none"))}
+        )
         tracker.set_tags({"world_size": session.world_size})
         if schedule := schedule_values(config):  # PBT: the values this trial starts with, step 0
             tracker.log_metrics(schedule, step=0)

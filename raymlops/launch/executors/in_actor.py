@@ -24,4 +24,4 @@ class InActorExecutor(TrialExecutor):
         from raymlops.training.loop import run_training  # torch: only in the actors that train
         from raymlops.training.session import tune_session
 
-        run_training(config, run, tune_session(run.launch.use_gpu))  # reports and checkpoints to Tune
+        run_training(config, run, tune_session(run.launch.use_gpu, device=config.train.device))  # reports to Tune
