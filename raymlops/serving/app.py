@@ -14,6 +14,7 @@ from raymlops.core.errors import UserError
 from raymlops.post.model_registry import alias_version
 
 APP_NAME = "raymlops"
+STOP_FLUSH_TIMEOUT_S = 5.0  # the router's last write of the stats to the serve run, at stop
 
 
 @dataclass
@@ -110,16 +111,21 @@ def _open_run(config: Config, versions: dict[str, str]) -> str:
 
 
 def stop(session: ServeSession) -> dict[str, float]:
-    """Write the last stats, delete the application, end the MLflow run; return the final metrics."""
+    """Write the last stats, end the MLflow run, delete the application; return the final metrics.
+
+    The run ends before the (slower) delete, and the router gets STOP_FLUSH_TIMEOUT_S to answer: Ctrl-C ends
+    the command in seconds with the run FINISHED."""
     from ray import serve
 
     from raymlops import tracking
 
     try:
-        metrics: dict[str, float] = serve.get_app_handle(APP_NAME).flush.remote().result()
+        try:
+            metrics: dict[str, float] = serve.get_app_handle(APP_NAME).flush.remote().result(timeout_s=STOP_FLUSH_TIMEOUT_S)
+        finally:
+            tracking.client(session.tracking_uri).set_terminated(session.run_id)
     finally:
         serve.delete(APP_NAME)
-        tracking.client(session.tracking_uri).set_terminated(session.run_id)
     return metrics
 
 

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any
 
+from mlflow.entities import Metric
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,6 +19,11 @@ from raymlops.serving.drift import Reference
 from raymlops.serving.metrics import ModelMetrics, ServeMetrics
 from raymlops.serving.routing import REQUEST_KEY_HEADER, RequestError, parse_images, pick_alias
 from raymlops.serving.stats import ServingStats
+from raymlops.tracking import client
+
+# MLflow is imported here, once, before a replica starts its threads: two threads importing it for the first
+# time at once (the stats loop's registry read and a flush from `stop`) made one of them fail with
+# "cannot import name '_get_store' from partially initialized module 'mlflow.tracking'".
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +168,6 @@ class Router:
 
     def _reference(self, version: str) -> Reference | None:
         """The version's test-set baseline from its registry tag (None: registered without one, no drift figure)."""
-        from raymlops.tracking import client
-
         tag = (
             client(self.setup["tracking_uri"])
             .get_model_version(self.setup["model_name"], version)
@@ -177,10 +181,6 @@ class Router:
 
     def flush(self) -> dict[str, float]:
         """Write the stats so far (cumulative per version; step = seconds since the session started)."""
-        from mlflow.entities import Metric
-
-        from raymlops.tracking import client
-
         with self._lock:
             metrics = self.stats.metrics()
         now_ms, step = int(time.time() * 1000), int(time.time() - self.started)
