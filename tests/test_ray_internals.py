@@ -189,3 +189,13 @@ def test_gcs_node_groups_reads_the_cluster_config_shape() -> None:
     assert "node_group_configs" in autoscaler_pb2.ClusterConfig.DESCRIPTOR.fields_by_name
     assert {"resources", "max_count"} <= set(autoscaler_pb2.NodeGroupConfig.DESCRIPTOR.fields_by_name)
     assert ray_internals.gcs_node_groups() == []  # not connected
+
+
+def test_session_dir_is_none_before_ray_starts() -> None:
+    """session_dir() reads ray._private.worker._global_node (the live check with a cluster: tests/test_monitoring.py)."""
+    import ray
+
+    from raymlops.ray_internals import session_dir
+
+    if not ray.is_initialized():
+        assert session_dir() is None
