@@ -157,10 +157,12 @@ def register_smoke_models(tmp: Path) -> dict[str, Any]:
     splits = load_splits(smoke_data(), seed=0)
     torch.manual_seed(0)
     model = build_model(ModelConfig(name=ModelName.fast_cnn, width=16), splits.channels, splits.num_classes)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    # lr 0.1 with momentum 0.9 at batch 64 collapsed the model onto one class (9.7 % test accuracy, every test image
+    # "class_6"): no class mix to drift from. This setting reaches ~42 % with most classes predicted.
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
     mean, std = torch.tensor(splits.mean).view(1, -1, 1, 1), torch.tensor(splits.std).view(1, -1, 1, 1)
-    for start in range(0, len(splits.train_y), 64):
-        x, y = normalise(splits.train_x[start : start + 64], mean, std), splits.train_y[start : start + 64]
+    for start in range(0, len(splits.train_y), 32):
+        x, y = normalise(splits.train_x[start : start + 32], mean, std), splits.train_y[start : start + 32]
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()

@@ -106,3 +106,178 @@ def test_ctrl_c_stops_serving_and_finishes_the_run(smoke_models: dict[str, Any],
     assert len(runs) == 1 and runs[0].info.status == "FINISHED", log_tail(log)
     assert runs[0].data.metrics.get("requests.v1") == 3, runs[0].data.metrics
     assert "latency_p95_ms.v1" in runs[0].data.metrics
+
+
+# --- live: Ray Serve -> Ray's metrics ports -> Prometheus (raymlops.monitoring, as `make monitoring` starts it) ----
+
+DASHBOARD = REPO / "monitoring" / "grafana" / "dashboards" / "raymlops-serving.json"
+WINDOW = 100  # serve.drift_window: 5 requests x 20 images fill it
+METRICS_INTERVAL_ENV = "RAY_metrics_report_interval_ms"  # Ray's config from the environment (RayConfig, lower case)
+
+
+def _key_for(alias: str) -> str:
+    """An X-Request-Key the router sends to `alias` at challenger_traffic 0.5 (the split is a hash of the key)."""
+    import random
+
+    from raymlops.serving.routing import pick_alias
+
+    return next(
+        k for k in (f"key{i}" for i in range(100)) if pick_alias(k, 0.5, "champion", "challenger", random.Random()) == alias
+    )
+
+
+def _body(images: list[bytes]) -> dict[str, Any]:
+    import base64
+
+    return {"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(im).decode()] for im in images]}}
+
+
+def _query(url: str, expr: str) -> list[dict[str, Any]]:
+    reply = requests.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10)
+    assert reply.status_code == 200, f"{expr}: {reply.status_code} {reply.text[:300]}"
+    return list(reply.json()["data"]["result"])
+
+
+def _by(url: str, expr: str, label: str) -> dict[str, float]:
+    return {r["metric"].get(label, ""): float(r["value"][1]) for r in _query(url, expr)}
+
+
+def _test_rules(tmp: Path) -> Path:
+    """monitoring/alerts.yml with every `for:` at 2 s: the drift rule's 10 min is the production setting."""
+    import yaml
+
+    doc = yaml.safe_load((REPO / "monitoring" / "alerts.yml").read_text())
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            rule["for"] = "2s"
+    path = tmp / "alerts-test.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fast_metrics() -> Any:
+    """Ray's processes push metrics to their node's agent every second instead of every 10 s (set before Ray starts)."""
+    old = os.environ.get(METRICS_INTERVAL_ENV)
+    os.environ[METRICS_INTERVAL_ENV] = "1000"
+    yield
+    if old is None:
+        os.environ.pop(METRICS_INTERVAL_ENV, None)
+    else:
+        os.environ[METRICS_INTERVAL_ENV] = old
+
+
+@pytest.fixture(scope="module")
+def live(fast_metrics: Any, smoke_models: dict[str, Any], ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One Serve app (v1 @champion, v2 @challenger at 50 %) and one Prometheus (1 s scrape and evaluation, the test
+    rules) over this cluster's own service-discovery file, shared by the live tests; both stopped at the end."""
+    import shutil
+
+    from raymlops import monitoring
+    from raymlops.config import compose
+    from raymlops.ray_internals import session_dir
+    from raymlops.serving.app import start, stop
+
+    if shutil.which("prometheus") is None:
+        pytest.skip("no prometheus binary (apt-get install -y prometheus)")
+    tmp = tmp_path_factory.mktemp("prometheus")
+    session = session_dir()
+    assert session is not None
+    sd_file = session / "prom_metrics_service_discovery.json"
+    settings = monitoring.Settings(port=free_port(), sd_file=str(sd_file), rules=(str(_test_rules(tmp)),), interval="1s")
+    config = compose(
+        overrides(
+            smoke_models["store"],
+            "+experiment=smoke",
+            f"serve.port={free_port()}",
+            "serve.challenger_traffic=0.5",
+            "serve.max_replicas=1",
+            f"serve.drift_window={WINDOW}",
+            "serve.log_interval_s=600",
+        )
+    )
+    served = start(config)
+    try:
+        url = monitoring.start(tmp, settings)
+        yield {"url": url, "serve": served.url, "sent": {}, "images": 0}
+    finally:
+        monitoring.stop(tmp)
+        stop(served)
+        assert monitoring.pid(tmp) is None
+
+
+def _send(live: dict[str, Any], alias: str, images: list[bytes], per_request: int = 20) -> None:
+    """images to `alias`, per_request of them in each request (MLflow's dataframe_split JSON)."""
+    for start in range(0, len(images), per_request):
+        chunk = images[start : start + per_request]
+        headers = {"X-Request-Key": _key_for(alias)}
+        reply = requests.post(f"{live['serve']}/predict", json=_body(chunk), headers=headers, timeout=60)
+        assert reply.status_code == 200 and reply.json()["alias"] == alias, reply.text[:300]
+        live["sent"][alias] = live["sent"].get(alias, 0) + 1
+        live["images"] += len(chunk)
+
+
+@pytest.mark.ray
+def test_prometheus_reads_requests_latency_and_classes_per_version(live: dict[str, Any]) -> None:
+    """A/B traffic through Ray Serve, read back from the live Prometheus: requests per alias as sent, latency
+    quantiles per version, every classified image in the class counts, drift of an unskewed stream under 0.25."""
+    pngs, _, _ = smoke_images(WINDOW)
+    for alias in ("champion", "challenger"):
+        _send(live, alias, pngs)  # 5 requests of 20 distinct test images: a full window of the usual class mix
+    url = live["url"]
+    wait_until(
+        lambda: _by(url, "sum by (alias) (ray_raymlops_serve_requests_total)", "alias") == {"champion": 5.0, "challenger": 5.0},
+        60,
+        what="Prometheus to count 5 requests per alias",
+        context=lambda: f"targets: {requests.get(f'{url}/api/v1/targets', timeout=5).text[:500]}",
+    )
+    versions = _by(url, "sum by (model_version) (ray_raymlops_serve_requests_total)", "model_version")
+    assert versions == {"1": 5.0, "2": 5.0}
+    for quantile in (0.5, 0.95):
+        expr = f"histogram_quantile({quantile}, sum by (le, model_version) (ray_raymlops_serve_latency_ms_bucket))"
+        latency = _by(url, expr, "model_version")
+        assert set(latency) == {"1", "2"} and all(0 < v < 60_000 for v in latency.values()), (quantile, latency)
+    wait_until(
+        lambda: _by(url, "sum(ray_raymlops_serve_predictions_total)", "") == {"": float(live["images"])},
+        30,
+        what="every classified image in the class counts",
+    )
+    classes = _by(url, 'sum by (predicted_class) (ray_raymlops_serve_predictions_total{model_version="1"})', "predicted_class")
+    assert len(classes) > 2 and all(c.startswith("class_") for c in classes), classes
+    drift = wait_until(lambda: _by(url, "max by (model_version) (ray_raymlops_serve_drift)", "model_version"), 30, what="drift")
+    assert all(v < 0.25 for v in drift.values()), drift
+
+
+@pytest.mark.ray
+def test_every_dashboard_panel_query_returns_data(live: dict[str, Any]) -> None:
+    """Each PromQL expression of monitoring/grafana/dashboards/raymlops-serving.json, with Grafana's
+    $__rate_interval as 1m, returns data from the live Prometheus (Grafana itself is not installed here)."""
+    import json
+
+    if not live["sent"]:
+        _send(live, "champion", smoke_images(4)[0], 2)  # run alone (-k): some traffic first
+    exprs = [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p["targets"]]
+    assert len(exprs) >= 8
+    for expr in exprs:
+        query = expr.replace("$__rate_interval", "1m")
+        wait_until(lambda q=query: _query(live["url"], q), 30, what=f"data for {query}")
+
+
+@pytest.mark.ray
+def test_skewed_inputs_fire_the_drift_alert(live: dict[str, Any]) -> None:
+    """Images of one class only to @champion: its window's PSI goes over 0.25 and RaymlopsServeDrift fires for
+    v1 in the live Prometheus (the test rules' `for` is 2 s)."""
+    skewed, _, labels = smoke_images(40, only_class=3)
+    assert set(labels) == {"class_3"} and len(skewed) >= 20
+    _send(live, "champion", (skewed * (WINDOW // len(skewed) + 1))[:WINDOW])  # a full window of class_3 images
+    url = live["url"]
+
+    def firing() -> list[dict[str, Any]]:
+        alerts = requests.get(f"{url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        return [a for a in alerts if a["labels"]["alertname"] == "RaymlopsServeDrift" and a["state"] == "firing"]
+
+    fired = wait_until(
+        firing, 60, what="RaymlopsServeDrift firing", context=lambda: str(_by(url, "ray_raymlops_serve_drift", "model_version"))
+    )
+    assert {a["labels"]["model_version"] for a in fired} == {"1"}, fired
+    assert _by(url, 'ALERTS{alertname="RaymlopsServeDrift", alertstate="firing"}', "model_version") == {"1": 1.0}
