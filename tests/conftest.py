@@ -46,6 +46,7 @@ HEAVY_FIRST = [
     "test_lanes",
     "test_autoscaling",
     "test_multinode",
+    "test_monitoring",
     "test_serving",
     "test_api",
     "test_notebook",

@@ -156,19 +156,23 @@ def _test_rules(tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fast_metrics() -> Any:
-    """Ray's processes push metrics to their node's agent every second instead of every 10 s (set before Ray starts)."""
-    old = os.environ.get(METRICS_INTERVAL_ENV)
-    os.environ[METRICS_INTERVAL_ENV] = "1000"
-    yield
-    if old is None:
-        os.environ.pop(METRICS_INTERVAL_ENV, None)
-    else:
-        os.environ[METRICS_INTERVAL_ENV] = old
+def ray_env() -> Any:
+    """Set before this module's Ray starts: its processes push metrics to their node's agent every second (not every
+    10 s), and its dashboard reads the Prometheus the live fixture starts on this port (RAY_PROMETHEUS_HOST)."""
+    port = free_port()
+    env = {METRICS_INTERVAL_ENV: "1000", "RAY_PROMETHEUS_HOST": f"http://127.0.0.1:{port}"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield port
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
-def live(fast_metrics: Any, smoke_models: dict[str, Any], ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def live(ray_env: int, smoke_models: dict[str, Any], ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One Serve app (v1 @champion, v2 @challenger at 50 %) and one Prometheus (1 s scrape and evaluation, the test
     rules) over this cluster's own service-discovery file, shared by the live tests; both stopped at the end."""
     import shutil
@@ -184,7 +188,7 @@ def live(fast_metrics: Any, smoke_models: dict[str, Any], ray_session: Any, tmp_
     session = session_dir()
     assert session is not None
     sd_file = session / "prom_metrics_service_discovery.json"
-    settings = monitoring.Settings(port=free_port(), sd_file=str(sd_file), rules=(str(_test_rules(tmp)),), interval="1s")
+    settings = monitoring.Settings(port=ray_env, sd_file=str(sd_file), rules=(str(_test_rules(tmp)),), interval="1s")
     config = compose(
         overrides(
             smoke_models["store"],
@@ -246,6 +250,15 @@ def test_prometheus_reads_requests_latency_and_classes_per_version(live: dict[st
     assert len(classes) > 2 and all(c.startswith("class_") for c in classes), classes
     drift = wait_until(lambda: _by(url, "max by (model_version) (ray_raymlops_serve_drift)", "model_version"), 30, what="drift")
     assert all(v < 0.25 for v in drift.values()), drift
+
+
+@pytest.mark.ray
+def test_ray_dashboard_reads_this_prometheus(live: dict[str, Any]) -> None:
+    """Ray started with RAY_PROMETHEUS_HOST: its dashboard's metrics views find the Prometheus (the health check the
+    dashboard's UI makes before it shows graphs)."""
+    dashboard = os.environ["RAY_API_SERVER_ADDRESS"]  # this cluster's dashboard (cluster.start_local_cluster)
+    reply = requests.get(f"{dashboard}/api/prometheus_health", timeout=30)
+    assert reply.status_code == 200, reply.text[:300]
 
 
 @pytest.mark.ray
