@@ -68,7 +68,7 @@ def smoke_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.mark.ray
 def test_ctrl_c_stops_serving_and_finishes_the_run(smoke_models: dict[str, Any], tmp_path: Path) -> None:
     """`python -m raymlops.serve` as a user runs it, in its own process group: a few image requests, then SIGINT
-    to the group (what Ctrl-C in a terminal sends). It exits within 15 s and its serve run is FINISHED with the
+    to the group (what Ctrl-C in a terminal sends). It exits within 10 s and its serve run is FINISHED with the
     last interval's figures (log_interval_s is 600: only the stop path can have written them)."""
     port = free_port()
     cmd = [sys.executable, "-m", "raymlops.serve", "+experiment=smoke", f"serve.port={port}", "serve.log_interval_s=600"]
@@ -100,6 +100,7 @@ def test_ctrl_c_stops_serving_and_finishes_the_run(smoke_models: dict[str, Any],
             proc.wait(timeout=30)
     print(f"stopped in {took:.1f} s, rc {rc}")
     assert rc == 0, log_tail(log)
+    assert took < 10, f"stopping took {took:.1f} s\n{log_tail(log)}"
     c = tracking.client(smoke_models["uri"])
     exp = c.get_experiment_by_name("raymlops-smoke")
     runs = c.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_ROLE}` = 'serve'")
