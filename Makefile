@@ -123,9 +123,9 @@ monitoring-stop: install ## stop the Prometheus of make monitoring (its data is 
 	$(PY) -m raymlops.monitoring stop --state $(STATE)
 
 RAY_DASHBOARDS := default serve serve_deployment train data
-monitoring-ray-dashboards: ## copy the Grafana dashboards the running Ray generated into monitoring/grafana/dashboards/ray/ (not committed)
+monitoring-ray-dashboards: ## copy the Grafana dashboards the running Ray generated into monitoring/grafana/ray-dashboards/ (not committed)
 	@src=$(RAY_TEMP)/session_latest/metrics/grafana/dashboards; test -d $$src || { echo "no $$src: start Ray (with its dashboard) first"; exit 1; }; \
-	mkdir -p monitoring/grafana/dashboards/ray && for d in $(RAY_DASHBOARDS); do cp $$src/$${d}_grafana_dashboard.json monitoring/grafana/dashboards/ray/; done; \
+	mkdir -p monitoring/grafana/ray-dashboards && for d in $(RAY_DASHBOARDS); do cp $$src/$${d}_grafana_dashboard.json monitoring/grafana/ray-dashboards/; done; \
 	echo "copied $(RAY_DASHBOARDS) from $$src"
 
 # `ray job submit` signs its requests only with RAY_AUTH_MODE=token: set it when a token is where Ray looks.

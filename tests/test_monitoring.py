@@ -60,6 +60,24 @@ def test_alert_rules_check_and_unit_tests() -> None:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_grafana_provisioning_loads_the_committed_dashboards() -> None:
+    """monitoring/grafana: the datasource is the Prometheus the dashboards select, the raymlops provider's folder
+    holds raymlops-serving.json (and not Ray's copies, which have a provider of their own), every panel has a query."""
+    import json
+
+    import yaml
+
+    grafana = REPO / "monitoring" / "grafana"
+    (source,) = yaml.safe_load((grafana / "provisioning" / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert (source["name"], source["uid"], source["type"]) == ("Prometheus", "prometheus", "prometheus")
+    providers = yaml.safe_load((grafana / "provisioning" / "dashboards" / "raymlops.yml").read_text())["providers"]
+    paths = {p["name"]: Path(p["options"]["path"].replace("${RAYMLOPS_REPO}", str(REPO))) for p in providers}
+    assert paths["raymlops"] == DASHBOARD.parent and paths["Ray"] == grafana / "ray-dashboards"
+    assert not paths["Ray"].is_relative_to(paths["raymlops"])  # a provider reads its folder recursively
+    board = json.loads(DASHBOARD.read_text())
+    assert board["uid"] == "raymlops-serving" and all(p["targets"] and p["targets"][0]["expr"] for p in board["panels"])
+
+
 @pytest.fixture(scope="module")
 def smoke_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return register_smoke_models(tmp_path_factory.mktemp("monitoring"))
