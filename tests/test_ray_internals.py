@@ -199,3 +199,22 @@ def test_session_dir_is_none_before_ray_starts() -> None:
 
     if not ray.is_initialized():
         assert session_dir() is None
+
+
+def test_lean_torch_trainer_drops_only_the_dataset_manager_callback(tmp_path: Path) -> None:
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+
+    def build(cls: Any, **kwargs: Any) -> Any:
+        run_config = ray.train.RunConfig(name="lean", storage_path=str(tmp_path))
+        return cls(lambda: None, scaling_config=ray.train.ScalingConfig(num_workers=1), run_config=run_config, **kwargs)
+
+    lean = ray_internals.torch_trainer_class()
+    assert issubclass(lean, TorchTrainer)
+    stock = [type(cb) for cb in build(TorchTrainer)._create_default_callbacks()]
+    assert DatasetsCallback in stock  # what Train V2 adds for every run: the thing dropped
+    kept = [type(cb) for cb in build(lean)._create_default_callbacks()]
+    assert kept == [cls for cls in stock if cls is not DatasetsCallback]
+    with_data = build(lean, datasets={"train": lambda: None})  # a dataset factory: never called here
+    assert DatasetsCallback in [type(cb) for cb in with_data._create_default_callbacks()]

@@ -1,4 +1,5 @@
-"""`python -m raymlops.bench NAME [--repeats N] [--quick]`: run benchmarks, print their table and ratio, save JSON."""
+"""`python -m raymlops.bench NAME [--repeats N] [--quick] [--report FILE]`: run benchmarks, print their table and
+ratio, save JSON; with --report, write (or update) the markdown table of figures the docs publish."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from raymlops.bench.harness import OUT
+from raymlops.bench.report import write_report
 from raymlops.bench.suites import BENCHES
 from raymlops.core.console import setup_logging, table
 from raymlops.core.errors import cli
@@ -45,10 +48,20 @@ def main(argv: list[str]) -> list[dict[str, Any]]:
     parser.add_argument("name", choices=[*BENCHES, "all"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sizes (for tests)")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write the markdown table (figure, goal, verdict, date, commit, machine, command) to FILE; "
+        "rows of benchmarks not run now are kept",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     chosen = [n for n in BENCHES if n != "gpu"] + ["gpu"] if args.name == "all" else [args.name]
-    return [run_bench(n, args.repeats, args.quick) for n in chosen]
+    records = [run_bench(n, args.repeats, args.quick) for n in chosen]
+    if args.report:
+        print(f"Benchmark table written to {write_report(args.report, records)}")
+    return records
 
 
 if __name__ == "__main__":

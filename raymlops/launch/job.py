@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 import ray.train
-from ray.train.torch import TorchTrainer
 
+from raymlops import ray_internals
 from raymlops.config.contract import Launch, RunContract
 from raymlops.config.schema import Config
 from raymlops.launch import cluster
@@ -61,7 +61,7 @@ def torch_trainer(
 ) -> Any:
     """A TorchTrainer of scaling.num_workers workers running the loop; run None logs nothing (benchmarks)."""
 
-    return TorchTrainer(
+    return ray_internals.torch_trainer_class()(
         train_loop_per_worker,
         train_loop_config={"config": config, "run": run},
         scaling_config=ray.train.ScalingConfig(

@@ -174,12 +174,12 @@ async def _as_future(ref: Any) -> Any:
 def _run_lane(spec: dict[str, Any], broker: Any, lane_id: str) -> str | None:
     """A lane: one TorchTrainer whose workers run trials until the broker has none; its error, if any."""
     import ray.train
-    from ray.train.torch import TorchTrainer
 
+    from raymlops import ray_internals
     from raymlops.launch.job import quiet_logging
     from raymlops.training.lane import lane_loop_per_worker
 
-    trainer = TorchTrainer(
+    trainer = ray_internals.torch_trainer_class()(
         lane_loop_per_worker,
         train_loop_config={"broker": broker, "lane_id": lane_id},
         scaling_config=ray.train.ScalingConfig(
