@@ -44,14 +44,16 @@ def verdict(ratio: float, goal: str) -> str:
     return "met" if ok else "not met"
 
 
-def commit(repo: Path | None = None) -> str:
-    """The short commit of the checkout the benchmark ran from, '+dirty' when it had uncommitted changes."""
-    cwd = repo or Path(__file__).resolve().parents[2]
+def commit(report: Path | None = None) -> str:
+    """The short commit of the checkout the benchmark ran from, '+dirty' when it had uncommitted changes
+    (other than to the report itself, which each run rewrites)."""
+    cwd = Path(__file__).resolve().parents[2]
+    status = ["git", "status", "--porcelain", "--untracked-files=no", "--", "."]
+    if report is not None:
+        status.append(f":(exclude){report.resolve()}")
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=10
-        )
+        dirty = subprocess.run(status, cwd=cwd, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "not recorded (no git)"
     if head.returncode != 0:
@@ -109,7 +111,7 @@ def kept_rows(path: Path, replaced: set[str]) -> dict[str, str]:
 
 def write_report(path: Path, records: list[dict[str, Any]]) -> Path:
     """Write (or update) the markdown table at path with one row per benchmark record."""
-    sha, where = commit(), machine()
+    sha, where = commit(path), machine()
     rows = kept_rows(path, {r["name"] for r in records})
     rows.update({r["name"]: row(r, sha, where) for r in records})
     order = [*COMPARED, *sorted(set(rows) - set(COMPARED))]
