@@ -15,7 +15,7 @@ DEFAULT_PERMISSION ?=  # make mlflow-server AUTH=1 DEFAULT_PERMISSION=NO_PERMISS
 SERVER_FLAGS = $(if $(strip $(AUTH)),--auth) $(if $(strip $(TLS)),--tls-self-signed) $(if $(strip $(DEFAULT_PERMISSION)),--default-permission $(strip $(DEFAULT_PERMISSION)))
 PYTEST_ARGS ?= --durations=10
 
-.PHONY: help install airflow-install airflow-standalone airflow-dags-test quickstart tune train serve predict notebook test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore submit checkov-install infra-check docs docs-serve docs-reference docs-screenshots clean
+.PHONY: help install airflow-install airflow-standalone airflow-dags-test quickstart tune train serve predict notebook test test-fast test-slow test-cluster lint format bench mlflow-ui mlflow-server mlflow-server-stop mlflow-backup mlflow-restore monitoring monitoring-stop monitoring-ray-dashboards submit checkov-install infra-check docs docs-serve docs-reference docs-screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
@@ -113,6 +113,20 @@ mlflow-backup: install ## back up the tracking server (pg_dump of tracking + aut
 
 mlflow-restore: install ## restore a backup into a fresh state folder: make mlflow-restore FROM=backups/2026-12-01 INTO=.raymlops-new
 	$(PY) -m raymlops.server restore --from $(FROM) --state $(INTO)
+
+PROM_PORT ?= 9090
+RAY_TEMP ?= /tmp/ray
+monitoring: install ## Prometheus on 127.0.0.1:$(PROM_PORT) over Ray's metrics + monitoring/alerts.yml, state in .raymlops/prometheus (then start Ray with RAY_PROMETHEUS_HOST=http://127.0.0.1:$(PROM_PORT))
+	$(PY) -m raymlops.monitoring start --state $(STATE) --port $(PROM_PORT) --sd-file $(RAY_TEMP)/prom_metrics_service_discovery.json
+
+monitoring-stop: install ## stop the Prometheus of make monitoring (its data is kept)
+	$(PY) -m raymlops.monitoring stop --state $(STATE)
+
+RAY_DASHBOARDS := default serve serve_deployment train data
+monitoring-ray-dashboards: ## copy the Grafana dashboards the running Ray generated into monitoring/grafana/ray-dashboards/ (not committed)
+	@src=$(RAY_TEMP)/session_latest/metrics/grafana/dashboards; test -d $$src || { echo "no $$src: start Ray (with its dashboard) first"; exit 1; }; \
+	mkdir -p monitoring/grafana/ray-dashboards && for d in $(RAY_DASHBOARDS); do cp $$src/$${d}_grafana_dashboard.json monitoring/grafana/ray-dashboards/; done; \
+	echo "copied $(RAY_DASHBOARDS) from $$src"
 
 # `ray job submit` signs its requests only with RAY_AUTH_MODE=token: set it when a token is where Ray looks.
 RAY_TOKEN_MODE = $${RAY_AUTH_MODE:-$$({ [ -n "$$RAY_AUTH_TOKEN$$RAY_AUTH_TOKEN_PATH" ] || [ -s ~/.ray/auth_token ]; } && echo token || echo disabled)}

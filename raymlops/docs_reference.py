@@ -24,6 +24,7 @@ import yaml
 
 # imported for sys.modules below: `raymlops.train` as an attribute is the Python API's train() (raymlops/__init__.py)
 import raymlops.evaluate
+import raymlops.monitoring
 import raymlops.predict
 import raymlops.registry
 import raymlops.serve
@@ -42,6 +43,7 @@ HYDRA_COMMANDS = {name: sys.modules[f"raymlops.{name}"] for name in ("tune", "tr
 ARGPARSE_COMMANDS = {
     "registry": sys.modules["raymlops.registry"],
     "server": server_cli,
+    "monitoring": sys.modules["raymlops.monitoring"],
     "tracking": tracking_main,
     "bench": bench_main,
 }

@@ -194,6 +194,17 @@ def probe_gcs(address: str, token: str | None, timeout_s: float) -> str:
     return "ok"
 
 
+def session_dir() -> Path | None:
+    """This process's Ray session folder (/tmp/ray/session_<time>_<pid>), None before ray.init. Ray writes each
+    session's Prometheus service-discovery file there; the copy in the temp dir follows the newest session on
+    the machine, so a Prometheus for one cluster among several (the tests) reads the session's own. No public API
+    names the folder."""
+    from ray._private import worker
+
+    node = getattr(worker, "_global_node", None)
+    return Path(node.get_session_dir_path()) if node is not None else None
+
+
 def torch_trainer_class() -> type:
     """TorchTrainer, less Ray Data's per-run DatasetManager actor when the trainer is given no datasets.
 

@@ -191,6 +191,16 @@ def test_gcs_node_groups_reads_the_cluster_config_shape() -> None:
     assert ray_internals.gcs_node_groups() == []  # not connected
 
 
+def test_session_dir_is_none_before_ray_starts() -> None:
+    """session_dir() reads ray._private.worker._global_node (the live check with a cluster: tests/test_monitoring.py)."""
+    import ray
+
+    from raymlops.ray_internals import session_dir
+
+    if not ray.is_initialized():
+        assert session_dir() is None
+
+
 def test_lean_torch_trainer_drops_only_the_dataset_manager_callback(tmp_path: Path) -> None:
     import ray.train
     from ray.train.torch import TorchTrainer

@@ -17,74 +17,27 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from conftest import REPO, overrides
+from conftest import REPO, overrides, register_smoke_models, smoke_images
+from conftest import SMOKE_MODEL as NAME
 from helpers import free_port, wait_until
 
 from raymlops import tracking
-from raymlops.config.schema import DataConfig, DatasetName, ModelConfig, ModelName
 from raymlops.core.names import TAG_ROLE
-from raymlops.models.image_codec import encode_image
 from raymlops.post import model_registry
 
 pytestmark = pytest.mark.ray
-NAME = "raymlops-smoke"
-SMOKE_DATA = DataConfig(name=DatasetName.synthetic, num_train=2000, num_test=400, num_classes=10, image_size=32, val_fraction=0.1)
 
 
 @pytest.fixture(scope="module")
 def champion(ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A fast_cnn trained in-process for one epoch on the smoke data, logged by training.model_io and registered
-    through post.registry: v1 @champion (the champion decision a search makes), v2 (same model) @challenger.
-    A search would spend ~50 s of Ray Tune here; tests/test_search_e2e.py covers that path to the registry."""
-    import torch
-
-    from raymlops.data import load_splits, normalise
-    from raymlops.models import build_model
-    from raymlops.training.model_io import log_model
-
-    tmp = tmp_path_factory.mktemp("serving")
-    store = {
-        "mlflow.tracking_uri": f"sqlite:///{tmp}/mlflow.db",
-        "mlflow.artifact_location": str(tmp / "artifacts"),
-        "mlflow.spool_dir": str(tmp / "spool"),
-        "storage_path": str(tmp / "ray_results"),
-    }
-    uri = store["mlflow.tracking_uri"]
-    splits = load_splits(SMOKE_DATA, seed=0)
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(name=ModelName.fast_cnn, width=16), splits.channels, splits.num_classes)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    mean, std = torch.tensor(splits.mean).view(1, -1, 1, 1), torch.tensor(splits.std).view(1, -1, 1, 1)
-    for start in range(0, len(splits.train_y), 64):
-        x, y = normalise(splits.train_x[start : start + 64], mean, std), splits.train_y[start : start + 64]
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    model.eval()
-    with torch.no_grad():
-        test_acc = float((model(normalise(splits.test_x, mean, std)).argmax(1) == splits.test_y).float().mean())
-    exp_id = tracking.ensure_experiment(uri, "raymlops-smoke", store["mlflow.artifact_location"])
-    run_id = tracking.client(uri).create_run(exp_id, run_name="serving fixture").info.run_id
-    model_uri = log_model(uri, run_id, model, splits)
-    v1 = model_registry.register(uri, model_uri, NAME, run_id, {"test_acc": test_acc})
-    model_registry.decide_champion(uri, NAME, v1, "if_better")
-    v2 = model_registry.register(uri, model_uri, NAME, run_id, {"test_acc": test_acc})
-    model_registry.set_alias(uri, NAME, "challenger", v2)
-    yield {"store": store, "uri": uri, "tmp": tmp, "test_acc": test_acc}
+    """v1 @champion and v2 @challenger of one small trained model (conftest.register_smoke_models)."""
+    yield register_smoke_models(tmp_path_factory.mktemp("serving"))
     from ray import serve
 
     serve.shutdown()
 
 
-def _test_images(n: int = 6) -> tuple[list[bytes], list[bytes], list[str]]:
-    from raymlops.data import load_splits
-
-    splits = load_splits(
-        DataConfig(name=DatasetName.synthetic, num_train=2000, num_test=400, num_classes=10, image_size=32, val_fraction=0.1), 0
-    )
-    pngs = [encode_image(splits.test_x[i].numpy()) for i in range(n)]
-    jpgs = [encode_image(splits.test_x[i].numpy(), "JPEG") for i in range(n)]
-    return pngs, jpgs, [splits.classes[int(y)] for y in splits.test_y[:n]]
+_test_images = smoke_images
 
 
 def _split_body(images: list[bytes]) -> dict[str, Any]:

@@ -339,6 +339,9 @@ class ServeConfig:
         10.0, "seconds between registry checks; a moved alias swaps the replica's model in place", positive=True
     )
     log_interval_s: float = opt(10.0, "seconds between per-version stats written to the serve run in MLflow", positive=True)
+    drift_window: int = opt(
+        500, "last predictions per version compared with its test-set class mix (drift, mean confidence)", positive=True
+    )
     duration_s: float | None = opt(None, "stop after this many seconds (null: serve until Ctrl-C)", positive=True)
 
 

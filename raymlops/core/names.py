@@ -30,6 +30,9 @@ TAG_PROJECT_RUN = "raymlops.mlflow_project_run"  # the `mlflow run` (MLproject) 
 TAG_PIPELINE_RUN = "raymlops.pipeline_run"  # the scheduler task that started the run (from $RAYMLOPS_PIPELINE_RUN)
 TAG_FAILURE = "raymlops.failure_reason"  # why a pipeline task failed, on the runs it left FAILED
 TAG_REGRESSION = "raymlops.regression"  # model-version tag: accuracy fell below what was recorded at registration
+TAG_SERVING_REFERENCE = (
+    "raymlops.serving_reference"  # model-version tag: JSON test-set class shares + mean confidence (drift baseline)
+)
 PIPELINE_RUN_ENV = "RAYMLOPS_PIPELINE_RUN"
 RESULT_PREFIX = "raymlops-result: "  # the last line of an entry point: its ids and URIs as one JSON object
 # MLflow 3.17's UI opens an experiment by its kind; untagged, it guesses (and may land on the GenAI overview)

@@ -16,7 +16,7 @@ from raymlops.data import Splits, load_splits
 from raymlops.models import build_model
 from raymlops.models.device import choose_device
 from raymlops.post import model_registry
-from raymlops.post.evaluation import evaluate_model, log_evaluation
+from raymlops.post.evaluation import evaluate_model, log_evaluation, serving_reference
 from raymlops.post.steps import TrackerSteps
 from raymlops.tracking import RunLogger, find_run
 from raymlops.training.checkpoints import load_any
@@ -108,6 +108,7 @@ def _register(
         "test_acc": evaluation["test_acc"],
         "test_loss": evaluation["test_loss"],
         "search_run_id": parent_id,
+        names.TAG_SERVING_REFERENCE: serving_reference(evaluation),  # the drift baseline of raymlops.serving
         **version_tags,
     }
     model_uri = steps("logging the best model", lambda: log_model(uri, child, model, splits))

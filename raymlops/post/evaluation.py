@@ -32,6 +32,7 @@ def evaluate_model(
     k = splits.num_classes
     confusion = torch.bincount(y * k + pred, minlength=k * k).view(k, k).cpu()
     per_class = {c: float(confusion[i, i] / max(int(confusion[i].sum()), 1)) for i, c in enumerate(splits.classes)}
+    predicted = confusion.sum(0)  # columns: how often each class was predicted
     return {
         "test_acc": float((pred == y).float().mean()),
         "test_loss": loss,
@@ -39,7 +40,16 @@ def evaluate_model(
         "per_class_acc": per_class,
         "classes": splits.classes,
         "n_test": len(y),
+        "predicted_share": {c: float(predicted[i]) / max(len(y), 1) for i, c in enumerate(splits.classes)},
+        "mean_confidence": float(logits.softmax(1).max(1).values.mean()),
     }
+
+
+def serving_reference(result: dict[str, Any]) -> str:
+    """The drift baseline kept on a registered version (tag names.TAG_SERVING_REFERENCE): what it predicted on the
+    test set. Read back by raymlops.serving.drift.Reference.from_json."""
+    share, conf, n = result["predicted_share"], result["mean_confidence"], result["n_test"]
+    return json.dumps({"class_share": share, "mean_confidence": conf, "n_test": n})
 
 
 def confusion_png(result: dict[str, Any], path: Path, title: str = "") -> None:

@@ -14,6 +14,7 @@ from raymlops.core.errors import UserError
 from raymlops.post.model_registry import alias_version
 
 APP_NAME = "raymlops"
+STOP_FLUSH_TIMEOUT_S = 5.0  # the router's last write of the stats to the serve run, at stop
 
 
 @dataclass
@@ -22,6 +23,7 @@ class ServeSession:
     run_id: str  # the MLflow run of this session
     tracking_uri: str
     versions: dict[str, str]  # alias -> version served at start
+    owns_cluster: bool = False  # Ray was started by this session: it ends with the process, the app with it
 
 
 def resolve_aliases(config: Config) -> dict[str, str]:
@@ -43,20 +45,23 @@ def resolve_aliases(config: Config) -> dict[str, str]:
 
 def start(config: Config) -> ServeSession:
     """Join or start Ray, open the session's MLflow run, deploy the application, return its URL."""
+    import ray
     from ray import serve
 
     from raymlops import tracking
     from raymlops.launch.cluster import connect
+    from raymlops.launch.ray_auth import cluster_address
 
     tracking.check_reachable(config.mlflow.tracking_uri)
     versions = resolve_aliases(config)
+    owns_cluster = not ray.is_initialized() and cluster_address(config.ray) is None
     connect(config)
     _check_fits(config, len(versions))
     run_id = _open_run(config, versions)
     s = config.serve
     serve.start(http_options={"host": s.host, "port": s.port})
     serve.run(_build(config, run_id), name=APP_NAME, route_prefix="/", blocking=False)
-    return ServeSession(f"http://{s.host}:{s.port}", run_id, config.mlflow.tracking_uri, versions)
+    return ServeSession(f"http://{s.host}:{s.port}", run_id, config.mlflow.tracking_uri, versions, owns_cluster)
 
 
 def _check_fits(config: Config, n_aliases: int) -> None:
@@ -87,7 +92,7 @@ def _build(config: Config, run_id: str) -> Any:
         ).bind(uri, name, alias, s.poll_interval_s)
 
     challenger = server(s.challenger_alias) if s.challenger_traffic > 0 else None
-    keys = ("champion_alias", "challenger_alias", "challenger_traffic", "log_interval_s")
+    keys = ("champion_alias", "challenger_alias", "challenger_traffic", "log_interval_s", "drift_window")
     setup = {k: getattr(s, k) for k in keys} | {"model_name": name, "tracking_uri": uri, "run_id": run_id}
     return Router.bind(server(s.champion_alias), challenger, setup)  # type: ignore[attr-defined]
 
@@ -110,16 +115,23 @@ def _open_run(config: Config, versions: dict[str, str]) -> str:
 
 
 def stop(session: ServeSession) -> dict[str, float]:
-    """Write the last stats, delete the application, end the MLflow run; return the final metrics."""
+    """Write the last stats, end the MLflow run, delete the application; return the final metrics.
+
+    The run ends before the (slower) delete, and the router gets STOP_FLUSH_TIMEOUT_S to answer: Ctrl-C ends
+    the command in seconds with the run FINISHED. On a local cluster this session started, the application is
+    not deleted one replica at a time (seconds of graceful shutdown): the cluster goes with the process."""
     from ray import serve
 
     from raymlops import tracking
 
     try:
-        metrics: dict[str, float] = serve.get_app_handle(APP_NAME).flush.remote().result()
+        try:
+            metrics: dict[str, float] = serve.get_app_handle(APP_NAME).flush.remote().result(timeout_s=STOP_FLUSH_TIMEOUT_S)
+        finally:
+            tracking.client(session.tracking_uri).set_terminated(session.run_id)
     finally:
-        serve.delete(APP_NAME)
-        tracking.client(session.tracking_uri).set_terminated(session.run_id)
+        if not session.owns_cluster:
+            serve.delete(APP_NAME)
     return metrics
 
 

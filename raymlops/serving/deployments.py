@@ -9,12 +9,21 @@ import threading
 import time
 from typing import Any
 
+from mlflow.entities import Metric
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from raymlops.core import names
+from raymlops.serving.drift import Reference
+from raymlops.serving.metrics import ModelMetrics, ServeMetrics
 from raymlops.serving.routing import REQUEST_KEY_HEADER, RequestError, parse_images, pick_alias
 from raymlops.serving.stats import ServingStats
+from raymlops.tracking import client
+
+# MLflow is imported here, once, before a replica starts its threads: two threads importing it for the first
+# time at once (the stats loop's registry read and a flush from `stop`) made one of them fail with
+# "cannot import name '_get_store' from partially initialized module 'mlflow.tracking'".
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,7 @@ class ModelServer:
         if version is None:
             raise RuntimeError(f"{model_name}@{alias} does not exist")
         self.current = (version, self._load(version))  # one tuple: a request reads version and model together
+        self.metrics = ModelMetrics()
         self._stop = threading.Event()
         threading.Thread(target=self._poll, name=f"poll-{alias}", daemon=True).start()
 
@@ -64,8 +74,10 @@ class ModelServer:
         from mlflow.exceptions import MlflowException
 
         version, model = self.current
+        started = time.perf_counter()
         try:
             frame = model.predict(pd.DataFrame({"image": images}))
+            self.metrics.observe(version, self.alias, (time.perf_counter() - started) * 1000)
         except MlflowException as err:
             if err.get_http_status_code() != 400:
                 raise
@@ -88,7 +100,9 @@ class Router:
     def __init__(self, champion: Any, challenger: Any, setup: dict[str, Any]) -> None:
         self.handles = {setup["champion_alias"]: champion, setup["challenger_alias"]: challenger}
         self.setup, self.rng = setup, random.Random()
-        self.stats, self.started, self._lock = ServingStats(), time.time(), threading.Lock()
+        self.stats, self.started, self._lock = ServingStats(setup["drift_window"]), time.time(), threading.Lock()
+        self.metrics = ServeMetrics()
+        self.alias_of: dict[str, str] = {}  # version -> the alias it last answered for
         self._stop = threading.Event()
         threading.Thread(target=self._log_loop, name="serve-stats", daemon=True).start()
 
@@ -112,9 +126,12 @@ class Router:
             log.warning("prediction failed on @%s: %s", alias, err)
             return JSONResponse({"error": f"prediction failed on @{alias}: {type(err).__name__}"}, status_code=503)
         latency_ms = (time.perf_counter() - started) * 1000
-        labels = [p["label"] for p in result.get("predictions", [])]
+        predictions = result.get("predictions", [])
+        labels, confidences = [p["label"] for p in predictions], [float(p["probability"]) for p in predictions]
         with self._lock:
-            self.stats.record(result["version"], latency_ms, labels, "error" in result)
+            self.stats.record(result["version"], latency_ms, labels, "error" in result, confidences)
+            self.alias_of[result["version"]] = alias
+        self.metrics.observe({"model_version": result["version"], "alias": alias}, latency_ms, labels, "error" in result)
         meta = {"model": s["model_name"], "model_version": result["version"], "alias": alias}
         if "error" in result:
             return JSONResponse({"error": result["error"], **meta}, status_code=400)
@@ -129,18 +146,41 @@ class Router:
         return out
 
     def _log_loop(self) -> None:
-        while not self._stop.wait(self.setup["log_interval_s"]):
+        """Every second: drift and mean confidence to Prometheus; every log_interval_s: all stats to MLflow."""
+        last_flush = time.monotonic()
+        while not self._stop.wait(min(1.0, self.setup["log_interval_s"])):
             try:
-                self.flush()
+                self._update_window_gauges()
+                if time.monotonic() - last_flush >= self.setup["log_interval_s"]:
+                    last_flush = time.monotonic()
+                    self.flush()
             except Exception as err:  # a tracker outage costs points, never requests
                 log.warning("serve stats not logged: %s", err)
 
+    def _update_window_gauges(self) -> None:
+        for version in [v for v in list(self.stats.versions) if v not in self.stats.references]:
+            self.stats.references[version] = self._reference(version)
+        with self._lock:
+            window = {v: (s.mean_confidence(), s.drift(self.stats.references.get(v))) for v, s in self.stats.versions.items()}
+            aliases = dict(self.alias_of)
+        for version, (confidence, drift) in window.items():
+            self.metrics.set_window({"model_version": version, "alias": aliases.get(version, "")}, confidence, drift)
+
+    def _reference(self, version: str) -> Reference | None:
+        """The version's test-set baseline from its registry tag (None: registered without one, no drift figure)."""
+        tag = (
+            client(self.setup["tracking_uri"])
+            .get_model_version(self.setup["model_name"], version)
+            .tags.get(names.TAG_SERVING_REFERENCE)
+        )
+        if tag is None:
+            log.warning(
+                "%s v%s has no %s tag: no drift figure for it", self.setup["model_name"], version, names.TAG_SERVING_REFERENCE
+            )
+        return Reference.from_json(tag) if tag else None
+
     def flush(self) -> dict[str, float]:
         """Write the stats so far (cumulative per version; step = seconds since the session started)."""
-        from mlflow.entities import Metric
-
-        from raymlops.tracking import client
-
         with self._lock:
             metrics = self.stats.metrics()
         now_ms, step = int(time.time() * 1000), int(time.time() - self.started)

@@ -1,4 +1,5 @@
-"""Per-version serving statistics (requests, errors, latency percentiles, predicted-class counts) as MLflow metrics."""
+"""Per-version serving statistics (requests, errors, latency percentiles, predicted-class counts, mean confidence
+and drift over a sliding window) as MLflow metrics."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import re
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from raymlops.serving.drift import Reference, psi, shares
+
 LATENCY_WINDOW = 10_000  # latencies kept per version for the percentiles
+DRIFT_WINDOW = 500  # predictions kept per version for drift and mean confidence (serve.drift_window)
 
 
 @dataclass
@@ -16,6 +20,17 @@ class VersionStats:
     errors: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     classes: Counter[str] = field(default_factory=Counter)
+    recent_labels: deque[str] = field(default_factory=lambda: deque(maxlen=DRIFT_WINDOW))
+    recent_confidence: deque[float] = field(default_factory=lambda: deque(maxlen=DRIFT_WINDOW))
+
+    def mean_confidence(self) -> float | None:
+        return sum(self.recent_confidence) / len(self.recent_confidence) if self.recent_confidence else None
+
+    def drift(self, reference: Reference | None) -> float | None:
+        """PSI of the window's predicted classes against the reference's test-set shares (None: no baseline yet)."""
+        if reference is None or not self.recent_labels:
+            return None
+        return psi(reference.class_share, shares(self.recent_labels))
 
 
 def _key(text: str) -> str:
@@ -30,16 +45,25 @@ def _percentile(values: list[float], q: float) -> float:
 class ServingStats:
     """Counts per model version; `metrics()` names them `requests.v3`, `latency_p95_ms.v3`, `class_count.v3.cat`."""
 
-    def __init__(self) -> None:
+    def __init__(self, drift_window: int = DRIFT_WINDOW) -> None:
         self.versions: dict[str, VersionStats] = {}
+        self.references: dict[str, Reference | None] = {}  # version -> its drift baseline (None: it has none)
+        self.drift_window = drift_window
 
-    def record(self, version: str, latency_ms: float, labels: list[str], error: bool = False) -> None:
-        stats = self.versions.setdefault(str(version), VersionStats())
+    def record(
+        self, version: str, latency_ms: float, labels: list[str], error: bool = False, confidences: list[float] | None = None
+    ) -> None:
+        stats = self.versions.get(str(version))
+        if stats is None:
+            w = self.drift_window
+            stats = self.versions[str(version)] = VersionStats(recent_labels=deque(maxlen=w), recent_confidence=deque(maxlen=w))
         stats.requests += 1
         stats.errors += int(error)
         stats.images += len(labels)
         stats.latencies_ms.append(latency_ms)
         stats.classes.update(labels)
+        stats.recent_labels.extend(labels)
+        stats.recent_confidence.extend(confidences or [])
 
     def metrics(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -55,4 +79,9 @@ class ServingStats:
                 out[f"latency_mean_ms.{v}"] = sum(lat) / len(lat)
             for label, n in s.classes.items():
                 out[f"class_count.{v}.{_key(label)}"] = n
+            confidence, drift = s.mean_confidence(), s.drift(self.references.get(version))
+            if confidence is not None:
+                out[f"mean_confidence.{v}"] = confidence
+            if drift is not None:
+                out[f"drift.{v}"] = drift
         return out
