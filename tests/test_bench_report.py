@@ -33,7 +33,7 @@ def test_report_rows_are_replaced_per_benchmark_and_others_kept(tmp_path: Path) 
     assert "**1.420**" in overhead and "not met" in overhead
     assert "**0.290**" in ddp_search and "| met |" in ddp_search and "0.373" not in path.read_text()
     assert "`python -m raymlops.bench ddp_search`" in ddp_search and "2026-12-04" in ddp_search
-    assert f"{os.cpu_count()} CPUs" in ddp_search
+    assert f"{os.cpu_count()} CPUs" in ddp_search and "before it ran" not in ddp_search  # no load recorded here
 
 
 def test_bench_cli_writes_the_report_from_a_real_run(tmp_path: Path) -> None:
@@ -56,4 +56,4 @@ def test_bench_cli_writes_the_report_from_a_real_run(tmp_path: Path) -> None:
     assert f"Benchmark table written to {report}" in done.stdout
     (gpu_row,) = [line for line in report.read_text().splitlines() if line.startswith("| `gpu`")]
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    assert "unmeasured" in gpu_row and sha in gpu_row and "no GPU" in gpu_row
+    assert "unmeasured" in gpu_row and sha in gpu_row and "no GPU" in gpu_row and "before it ran" in gpu_row

@@ -18,6 +18,7 @@ from raymlops.core.errors import cli
 
 
 def run_bench(name: str, repeats: int, quick: bool) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]  # 1-minute load average: other work beside the benchmark shows here
     rows, ratio, goal = BENCHES[name](repeats, quick)
     columns = sorted({k for row in rows for k in row}, key=lambda k: (k not in ("round", "side"), k))
     if rows:
@@ -32,6 +33,7 @@ def run_bench(name: str, repeats: int, quick: bool) -> dict[str, Any]:
         "rows": rows,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "host_cpus": os.cpu_count(),
+        "load_before": load_before,
     }
     path = OUT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(record, indent=2, default=str))

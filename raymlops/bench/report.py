@@ -44,13 +44,11 @@ def verdict(ratio: float, goal: str) -> str:
     return "met" if ok else "not met"
 
 
-def commit(report: Path | None = None) -> str:
-    """The short commit of the checkout the benchmark ran from, '+dirty' when it had uncommitted changes
-    (other than to the report itself, which each run rewrites)."""
+def commit() -> str:
+    """The short commit of the checkout the benchmark ran from, '+dirty' when the code or configs it runs
+    (raymlops/, conf/, pyproject.toml) had uncommitted changes; docs and the report itself do not count."""
     cwd = Path(__file__).resolve().parents[2]
-    status = ["git", "status", "--porcelain", "--untracked-files=no", "--", "."]
-    if report is not None:
-        status.append(f":(exclude){report.resolve()}")
+    status = ["git", "status", "--porcelain", "--untracked-files=no", "--", "raymlops", "conf", "pyproject.toml"]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(status, cwd=cwd, capture_output=True, text=True, timeout=10)
@@ -62,8 +60,7 @@ def commit(report: Path | None = None) -> str:
 
 
 def machine() -> str:
-    """Cores, memory, architecture, accelerator and 1-minute load average of this machine (other work running
-    beside a benchmark shows there), e.g. '2 CPUs, 24 GiB, x86_64, no GPU, load 1.9 at the end'."""
+    """Cores, memory, architecture and accelerator of this machine, e.g. '2 CPUs, 24 GiB, x86_64, no GPU'."""
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     gpu = "no GPU"
     try:
@@ -73,7 +70,7 @@ def machine() -> str:
             gpu = torch.cuda.get_device_name(0)
     except ImportError:
         pass
-    return f"{os.cpu_count()} CPUs, {mem:.0f} GiB, {platform.machine()}, {gpu}, load {os.getloadavg()[0]:.1f} at the end"
+    return f"{os.cpu_count()} CPUs, {mem:.0f} GiB, {platform.machine()}, {gpu}"
 
 
 def row(record: dict[str, Any], sha: str, where: str) -> str:
@@ -91,7 +88,7 @@ def row(record: dict[str, Any], sha: str, where: str) -> str:
         verdict(ratio, record["goal"]),
         record["time"][:10],
         f"`{sha}`",
-        where,
+        where + (f", load {record['load_before']:.1f} before it ran" if "load_before" in record else ""),
         command,
     ]
     return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
@@ -111,7 +108,7 @@ def kept_rows(path: Path, replaced: set[str]) -> dict[str, str]:
 
 def write_report(path: Path, records: list[dict[str, Any]]) -> Path:
     """Write (or update) the markdown table at path with one row per benchmark record."""
-    sha, where = commit(path), machine()
+    sha, where = commit(), machine()
     rows = kept_rows(path, {r["name"] for r in records})
     rows.update({r["name"]: row(r, sha, where) for r in records})
     order = [*COMPARED, *sorted(set(rows) - set(COMPARED))]
