@@ -28,7 +28,9 @@ RULE = "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 PREAMBLE = (
     "# Benchmarks: latest table\n\n"
     "Written by `python -m raymlops.bench NAME --report FILE`; each row is replaced when its benchmark runs again.\n"
-    "The figure is the median ratio over rounds (raymlops / the bare tool, measured side by side in one run).\n\n"
+    "The figure is the median ratio over rounds (raymlops / the bare tool, measured side by side in one run).\n"
+    "A benchmark missing here has not been run with `--report` yet: [the benchmarks page](benchmarks.md) has its last\n"
+    "figure.\n\n"
 )
 
 
