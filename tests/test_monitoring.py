@@ -87,7 +87,8 @@ def smoke_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_ctrl_c_stops_serving_and_finishes_the_run(smoke_models: dict[str, Any], tmp_path: Path) -> None:
     """`python -m raymlops.serve` as a user runs it, in its own process group: a few image requests, then SIGINT
     to the group (what Ctrl-C in a terminal sends). It exits within 10 s and its serve run is FINISHED with the
-    last interval's figures (log_interval_s is 600: only the stop path can have written them)."""
+    last interval's figures (log_interval_s is 600: only the stop path can have written them). Started with
+    SIGINT ignored, as under a CI script: before serve set its own handlers, Ctrl-C did nothing there."""
     port = free_port()
     cmd = [sys.executable, "-m", "raymlops.serve", "+experiment=smoke", f"serve.port={port}", "serve.log_interval_s=600"]
     log = tmp_path / "serve.log"
@@ -100,6 +101,8 @@ def test_ctrl_c_stops_serving_and_finishes_the_run(smoke_models: dict[str, Any],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # as a script's background job starts it: SIGINT ignored, which Python then inherits (serve sets it)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -135,6 +137,20 @@ def stop(session: ServeSession) -> dict[str, float]:
     return metrics
 
 
+def _stop_on_signals() -> dict[int, Any]:
+    """Ctrl-C (SIGINT) and SIGTERM (`kill`, systemd, Kubernetes) both end serving through `stop`. SIGINT is set
+    here too because a process started as a script's background job inherits it ignored, and Python then never
+    raises KeyboardInterrupt: Ctrl-C on it (or a test's SIGINT) did nothing. Signals reach only the main thread.
+    Returns the handlers it replaced (restored once serving stopped: a notebook's or a test's own)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
 def serve_until_stopped(config: Config) -> dict[str, float]:
     """start, print how to call it, wait for Ctrl-C (or serve.duration_s), stop."""
     session = start(config)
@@ -148,9 +164,14 @@ def serve_until_stopped(config: Config) -> dict[str, float]:
     )
     duration = config.serve.duration_s
     deadline = time.monotonic() + duration if duration else float("inf")
+    replaced = _stop_on_signals()
     try:
         while time.monotonic() < deadline:
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     except KeyboardInterrupt:
         print("Stopping...", flush=True)
-    return stop(session)
+    try:
+        return stop(session)
+    finally:
+        for sig, handler in replaced.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
