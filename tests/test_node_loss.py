@@ -1,4 +1,5 @@
-"""A worker node lost mid-search, as a spot reclaim loses it: its whole `ray start` session SIGKILLed.
+"""A worker node lost mid-search, as a spot reclaim loses it: its whole `ray start` session SIGKILLed; and one
+announced first, as the autoscaler and KubeRay announce a spot reclaim (`ray drain-node`, reason preemption).
 
 A token-auth cluster of two 1-CPU `ray start` nodes on 127.0.0.1 (head + worker), so a 2-worker DDP lane
 has a worker on each node (gloo over loopback): the lane spans two nodes, and losing the worker node takes
@@ -12,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from raynodes import (
     PORTS,
     PORTS_PER_NODE,
     REPO,
+    VENV_BIN,
     RayNode,
     alive_nodes,
     client_env,
@@ -35,6 +38,7 @@ from raynodes import (
 
 from raymlops import tracking
 from raymlops.core.names import TAG_RESTARTS
+from raymlops.training.tracked_run import RESUMES
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(420)]
 EPOCHS = 3
@@ -45,6 +49,7 @@ FAST_HEALTH_CHECKS = {
     "RAY_health_check_period_ms": "1000",
     "RAY_health_check_timeout_ms": "1000",
     "RAY_health_check_failure_threshold": "3",
+    "RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S": "1",  # Ray Train's drain poll (default 5 s): the notice sooner
 }
 
 
@@ -67,9 +72,11 @@ def cluster() -> Iterator[dict[str, Any]]:
 
     try:
         wait_until(lambda: len(alive_nodes(gcs)) == 1, 60, what="the head node", log=nodes[0].log)
+        (head_id,) = alive_nodes(gcs)
         worker = add_worker(1)
         wait_until(lambda: len(alive_nodes(gcs)) == 2, 60, what="the worker node", log=worker.log)
-        yield {"gcs": gcs, "worker": worker, "replace": lambda: add_worker(2), "tmp": tmp}
+        (worker_id,) = set(alive_nodes(gcs)) - {head_id}
+        yield {"gcs": gcs, "worker": worker, "worker_id": worker_id, "replace": lambda: add_worker(2), "tmp": tmp}
     finally:
         for node in reversed(nodes):
             node.stop()
@@ -89,6 +96,18 @@ def epochs_logged(uri: str) -> int:
     return sum(len(epoch_steps(c, r.info.run_id)) for r in trial_runs(uri))
 
 
+def start_search(cluster: dict[str, Any], args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "raymlops.tune", *args],
+            env=client_env(RAY_ADDRESS=cluster["gcs"], PYTHONUNBUFFERED="1"),
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def test_a_lost_worker_node_loses_no_trial_and_no_epoch(cluster: dict[str, Any], store: dict[str, str], tmp_path: Path) -> None:
     uri = store["mlflow.tracking_uri"]
     args = overrides(
@@ -102,15 +121,7 @@ def test_a_lost_worker_node_loses_no_trial_and_no_epoch(cluster: dict[str, Any],
         "evaluate.enabled=false",
     )
     log = tmp_path / "search.log"
-    with log.open("w") as out:
-        search = subprocess.Popen(
-            [sys.executable, "-m", "raymlops.tune", *args],
-            env=client_env(RAY_ADDRESS=cluster["gcs"], PYTHONUNBUFFERED="1"),
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    search = start_search(cluster, args, log)
     try:
         wait_until(lambda: epochs_logged(uri) >= 1 or search.poll() is not None, 240, what="a trial's first epoch", log=log)
         assert search.poll() is None, log.read_text()[-4000:]
@@ -137,3 +148,88 @@ def test_a_lost_worker_node_loses_no_trial_and_no_epoch(cluster: dict[str, Any],
     assert events and all("(retry " in line and " of 2)" in line for line in events), text[-4000:]
     assert "Trial task failed for trial" not in text, "one line per event from raymlops, not Tune's traceback"
     print("\n".join(events))
+
+
+DRAIN_DEADLINE_S = 20
+
+
+def test_a_preemption_notice_moves_the_trial_before_the_node_goes(
+    cluster: dict[str, Any], store: dict[str, str], tmp_path: Path
+) -> None:
+    """`ray drain-node` with reason preemption and a deadline on the worker node, once the DDP trial (a lane over
+    both nodes) has logged an epoch; a replacement joins at once, as the autoscaler adds one. The trial trains no
+    further on the drained node: at the deadline Ray Train moves the lane to the head and the replacement and
+    the trial resumes from the epoch it had checkpointed. Nothing is trained twice or lost, and the move is not
+    charged to train.max_failures (0 here: a failure would end the trial). The reclaim itself (the node's
+    processes killed) is the node-loss test above; `ray drain-node` kills nothing."""
+    uri = store["mlflow.tracking_uri"]
+    epochs = 4
+    args = overrides(
+        store,
+        "+experiment=smoke",
+        "scheduler=fifo",
+        "tune.num_samples=1",
+        f"train.epochs={epochs}",
+        "data.num_train=6000",  # epochs of ~9 s: the notice (`ray drain-node`'s start-up + Ray's poll) lands mid-epoch
+        "scaling.num_workers=2",
+        "train.max_failures=0",
+        "evaluate.enabled=false",
+    )
+    log = tmp_path / "search.log"
+    search = start_search(cluster, args, log)
+    try:
+        wait_until(lambda: epochs_logged(uri) >= 1 or search.poll() is not None, 240, what="the trial's first epoch", log=log)
+        assert search.poll() is None, log.read_text()[-4000:]
+        drain = [str(VENV_BIN / "ray"), "drain-node", "--address", cluster["gcs"], "--node-id", cluster["worker_id"]]
+        drain += ["--reason", "DRAIN_NODE_REASON_PREEMPTION", "--reason-message", "spot reclaim (test)"]
+        done = subprocess.run(
+            [*drain, "--deadline-remaining-seconds", str(DRAIN_DEADLINE_S)],
+            env=node_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        drained_at = time.time()
+        assert done.returncode == 0, done.stdout + done.stderr
+        replacement = cluster["replace"]()
+        wait_until(lambda: len(alive_nodes(cluster["gcs"])) == 3, 60, what="the replacement node", log=replacement.log)
+        noticed = wait_until(
+            lambda: "is being preempted" in log.read_text() or search.poll() is not None,
+            60,
+            what="the preemption notice",
+            log=log,
+        )
+        assert noticed and search.poll() is None, log.read_text()[-4000:]
+        wait_until(
+            lambda: epochs_logged(uri) > notice_epoch(log) or search.poll() is not None,
+            180,
+            what="an epoch after the move",
+            log=log,
+        )
+        code = search.wait(timeout=300)
+    finally:
+        if search.poll() is None:
+            search.kill()
+    text = log.read_text()
+    assert code == 0, text[-6000:]
+    (run,) = trial_runs(uri)
+    c = tracking.client(uri)
+    assert run.info.status == "FINISHED" and epoch_steps(c, run.info.run_id) == list(range(1, epochs + 1)), "each epoch once"
+    moved_from = notice_epoch(log)
+    resumes = [(m.step, m.value) for m in c.get_metric_history(run.info.run_id, RESUMES)]
+    assert resumes == [(moved_from, 1.0)], f"one restart, from the epoch checkpointed at the notice: {resumes}"
+    after = {m.step: m.timestamp / 1000 for m in c.get_metric_history(run.info.run_id, "val_acc")}
+    assert after[moved_from + 1] >= drained_at + DRAIN_DEADLINE_S - 2, (
+        "the next epoch was trained after the move, not on the drained node"
+    )
+    print(
+        f"notice at epoch {moved_from}; epoch {moved_from + 1} logged {after[moved_from + 1] - drained_at:.1f} s after the drain"
+    )
+
+
+def notice_epoch(log: Path) -> int:
+    """The epoch the preemption notice says the trial was checkpointed at (a large number before the notice)."""
+    import re
+
+    found = re.search(r"is being preempted .*checkpointed at epoch (\d+)", log.read_text())
+    return int(found.group(1)) if found else 10**6

@@ -68,9 +68,9 @@ class Recipe:
         self.tracker: NullLogger = open_tracker(config.mlflow, config.scheduler.name, run, session, self.progress.run_id)
         self.already = start_tracking(self.tracker, config, session, self.progress, self.splits)
         self._prepare_tensors()  # before any report: a re-report needs the cost figures (and their val images)
+        self.last_epoch = min(self.train_cfg.epochs, session.stop_epoch or self.train_cfg.epochs)
         if 0 <= session.known_epoch < self.progress.epoch:
             self._report_again(session.known_epoch)
-        self.last_epoch = min(self.train_cfg.epochs, session.stop_epoch or self.train_cfg.epochs)
         if session.after_restore:
             session.after_restore()
 
@@ -166,6 +166,26 @@ class Recipe:
         self.session.report({**metrics, **extra}, ckpt_dir)
         if ckpt_dir:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
+        if with_checkpoint:
+            self._wait_out_preemption(metrics["epoch"])
+
+    def _wait_out_preemption(self, epoch: int) -> None:
+        """A node of this worker group is being drained for preemption (`ray drain-node` with
+        DRAIN_NODE_REASON_PREEMPTION, as the autoscaler and KubeRay send a spot reclaim): the epoch just reported
+        is checkpointed, and an epoch begun now would be lost with the node. Train no further here; at the
+        drain deadline Ray Train restarts the worker group on the nodes left (charged to
+        FailureConfig.max_preemption_failures, unlimited, not to train.max_failures) and the trial resumes from
+        this epoch. The last epoch needs no move."""
+        if self.session.preemption is None or epoch >= self.last_epoch:
+            return
+        info = self.session.preemption()
+        if info is None:
+            return
+        if self.session.is_rank_zero:
+            log.warning("%s", preemption_notice(info, epoch, self.tracker.run_id))
+            self.tracker.flush(timeout_s=10.0)  # this epoch's points reach MLflow before the node goes
+        while True:  # until Ray Train ends this worker group at the deadline
+            time.sleep(1.0)
 
     def _costs(self, epoch: int) -> dict[str, float]:
         """latency_ms / params_m of the trained model, measured once (after its first epoch here) when needed."""
@@ -212,3 +232,15 @@ def _node_id() -> str:
         return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else ""
     except Exception:
         return ""
+
+
+def preemption_notice(info: Any, epoch: int, run_id: str | None, now_s: float | None = None) -> str:
+    """One console line for a preemption notice (a ray.train.PreemptionInfo): which nodes go, when, and
+    where the trial goes on from."""
+    nodes = ", ".join(node[:12] for node in info.preempted_node_ids) or "a node"
+    left = f"in {max(0.0, info.deadline_ms / 1000 - (now_s or time.time())):.0f} s" if info.deadline_ms else "soon"
+    run = f" (MLflow run {run_id})" if run_id else ""
+    return (
+        f"node {nodes} is being preempted (gone {left}): trial checkpointed at epoch {epoch}{run}; "
+        f"it trains no further there and resumes from epoch {epoch + 1} on the nodes left"
+    )

@@ -49,6 +49,10 @@ class Session:
     known_epoch: int = -1
     stop_epoch: int | None = None  # the search already ended this trial at this epoch: train no further
     after_restore: Callable[[], None] | None = None  # called on every rank once the checkpoint is loaded
+    # Ray Train's preemption notice (ray.train.get_preemption_info): not None once a node of this worker group
+    # is being drained for preemption. A collective: every rank calls it at the same points. None: never asked
+    # (a Tune-only trial, which Ray tells nothing).
+    preemption: Callable[[], Any] | None = None
 
     @property
     def is_rank_zero(self) -> bool:
@@ -93,6 +97,7 @@ def ray_train_session(device: str = "auto") -> Session:
         restore_dirs=checkpoint_candidates(ckpt.path) if ckpt else [],
         prepare_model=prepare_model,
         after_restore=after_restore,
+        preemption=ray.train.get_preemption_info,
     )
 
 
