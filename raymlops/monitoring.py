@@ -23,7 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from raymlops.core.errors import UserError, cli
+from raymlops.core.console import print_result
+from raymlops.core.errors import Incomplete, UserError, cli
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
@@ -143,6 +144,38 @@ def stop(state: Path) -> bool:
     return True
 
 
+def firing_alerts(url: str) -> list[dict[str, object]]:
+    """The alerts firing now in the Prometheus at url (its /api/v1/alerts), each {name, labels, summary}."""
+    import requests
+
+    try:
+        reply = requests.get(f"{url.rstrip('/')}/api/v1/alerts", timeout=10)
+        reply.raise_for_status()
+        alerts = reply.json()["data"]["alerts"]
+    except (requests.RequestException, ValueError, KeyError) as err:
+        raise UserError(
+            f"Prometheus at {url} did not list its alerts ({err}): start it with `make monitoring`, or pass --url."
+        ) from err
+    return [
+        {"name": a["labels"].get("alertname", ""), "labels": a["labels"], "summary": a.get("annotations", {}).get("summary", "")}
+        for a in alerts
+        if a.get("state") == "firing"
+    ]
+
+
+def check_alerts(url: str, fail_on: list[str]) -> dict[str, object]:
+    """Print the firing alerts; Incomplete (exit 3) when one of fail_on fires (champion_evaluation's drift check)."""
+    firing = firing_alerts(url)
+    for alert in firing:
+        print(f"firing: {alert['name']} {alert['summary']}".rstrip(), flush=True)
+    blocking = sorted({str(a["name"]) for a in firing} & set(fail_on))
+    if blocking:
+        raise Incomplete(
+            f"{', '.join(blocking)} firing in {url}: the served model's inputs or answers need a look (docs/guides/monitoring.md)"
+        )
+    return {"prometheus": url, "firing": len(firing), "checked": ",".join(fail_on)}
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m raymlops.monitoring", description="Prometheus on 127.0.0.1 over Ray's metrics, with the alert rules."
@@ -160,6 +193,11 @@ def parser() -> argparse.ArgumentParser:
     begin.add_argument("--interval", default=d.interval, help="scrape and rule evaluation interval, e.g. 15s")
     sub.add_parser("stop", parents=[common], help="stop it (data kept)")
     sub.add_parser("status", parents=[common], help="running or not")
+    alerts = sub.add_parser("alerts", help="list the firing alerts; exit 3 when one named by --fail-on fires")
+    alerts.add_argument("--url", default=f"http://{HOST}:{d.port}", help="the Prometheus to ask")
+    alerts.add_argument(
+        "--fail-on", nargs="*", default=[], metavar="ALERT", help="alert names that fail the check, e.g. RaymlopsServeDrift"
+    )
     return p
 
 
@@ -170,6 +208,8 @@ def main(argv: list[str]) -> None:
         settings = Settings(port=args.port, sd_file=args.sd_file, rules=tuple(args.rules), interval=args.interval)
         url = start(args.state, settings)
         print(f"Prometheus at {url} (targets: {url}/targets, alerts: {url}/alerts); start Ray with RAY_PROMETHEUS_HOST={url}")
+    elif args.cmd == "alerts":
+        print_result(check_alerts(args.url, args.fail_on))
     elif args.cmd == "stop":
         print("Prometheus stopped" if stop(args.state) else "Prometheus was not running")
     else:

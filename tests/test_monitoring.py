@@ -299,9 +299,9 @@ def test_every_dashboard_panel_query_returns_data(live: dict[str, Any]) -> None:
 
 
 @pytest.mark.ray
-def test_skewed_inputs_fire_the_drift_alert(live: dict[str, Any]) -> None:
+def test_skewed_inputs_fire_the_drift_alert(live: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     """Images of one class only to @champion: its window's PSI goes over 0.25 and RaymlopsServeDrift fires for
-    v1 in the live Prometheus (the test rules' `for` is 2 s)."""
+    v1 in the live Prometheus (the test rules' `for` is 2 s); champion_evaluation's drift check then fails."""
     skewed, _, labels = smoke_images(40, only_class=3)
     assert set(labels) == {"class_3"} and len(skewed) >= 20
     _send(live, "champion", (skewed * (WINDOW // len(skewed) + 1))[:WINDOW])  # a full window of class_3 images
@@ -316,3 +316,12 @@ def test_skewed_inputs_fire_the_drift_alert(live: dict[str, Any]) -> None:
     )
     assert {a["labels"]["model_version"] for a in fired} == {"1"}, fired
     assert _by(url, 'ALERTS{alertname="RaymlopsServeDrift", alertstate="firing"}', "model_version") == {"1": 1.0}
+    # champion_evaluation's drift step (`python -m raymlops.monitoring alerts`): fails on it, passes on others
+    from raymlops import monitoring
+
+    with pytest.raises(SystemExit) as failed:
+        monitoring.main(["alerts", "--url", url, "--fail-on", "RaymlopsServeDrift"])
+    assert failed.value.code == 3
+    monitoring.main(["alerts", "--url", url, "--fail-on", "RaymlopsServeErrorRate"])
+    out = capsys.readouterr().out
+    assert "firing: RaymlopsServeDrift v1: predicted-class mix drifted" in out and '"checked": "RaymlopsServeErrorRate"' in out

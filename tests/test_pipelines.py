@@ -74,7 +74,12 @@ def test_dags_import_in_airflow(tmp_path: Path) -> None:
     assert bag["errors"] == {}
     assert bag["dags"]["daily_training"] == ["find_newest_data", "train", "evaluate", "register", "promote_if_better"]
     assert bag["dags"]["weekly_tuning"] == ["find_newest_data", "tune", "champion_decision"]
-    assert bag["dags"]["champion_evaluation"] == ["find_holdout", "evaluate_champion", "check_against_registration"]
+    assert bag["dags"]["champion_evaluation"] == [
+        "find_holdout",
+        "evaluate_champion",
+        "check_against_registration",
+        "check_drift_alert",
+    ]
 
 
 def test_failed_step_leaves_its_runs_failed_with_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,7 @@
 """champion_evaluation: evaluate NAME@champion on a held-out image folder; fail, and tag the model version
 `raymlops.regression`, when its accuracy is more than max_drop below the test_acc recorded at registration.
+With prometheus_url (the serving side's Prometheus, `make monitoring`), also fail while the drift alert
+RaymlopsServeDrift fires there (monitoring/alerts.yml).
 
     airflow dags test champion_evaluation -c '{"holdout_root": "/data/holdout-2026-12", "max_drop": 0.02}'
 """
@@ -26,6 +28,7 @@ DEFAULT_HOLDOUT = shared_cifar10("RAYMLOPS_HOLDOUT_ROOT")
         "holdout_root": Param(DEFAULT_HOLDOUT, type="string", description="held-out image-folder tree (its test/ split is used)"),
         "max_drop": Param(0.02, type="number", minimum=0, description="allowed fall below the registered test_acc (0..1)"),
         "overrides": Param([], type="array", description="extra Hydra overrides for the evaluation"),
+        "prometheus_url": Param("", type="string", description="serving's Prometheus; set: fail while RaymlopsServeDrift fires"),
     },
     doc_md=__doc__,
 )
@@ -51,7 +54,15 @@ def champion_evaluation() -> None:
         args = ["check", p["model_name"], "--test-acc", str(evaluation["test_acc"]), "--max-drop", str(p["max_drop"])]
         return run_raymlops("registry", args, ctx, on_cluster=False)
 
-    check_against_registration(evaluate_champion(find_holdout()))
+    @task(retries=0)  # a drifting input stream is an answer too
+    def check_drift_alert(checked: dict[str, Any]) -> dict[str, Any]:
+        ctx = get_current_context()
+        url = ctx["params"]["prometheus_url"]
+        if not url:
+            return {**checked, "drift_check": "skipped: no prometheus_url"}
+        return run_raymlops("monitoring", ["alerts", "--url", url, "--fail-on", "RaymlopsServeDrift"], ctx, on_cluster=False)
+
+    check_drift_alert(check_against_registration(evaluate_champion(find_holdout())))
 
 
 champion_evaluation()
