@@ -96,9 +96,14 @@ def epochs_logged(uri: str) -> int:
     return sum(len(epoch_steps(c, r.info.run_id)) for r in trial_runs(uri))
 
 
-def start_search(cluster: dict[str, Any], args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def search_past_its_first_epoch(
+    cluster: dict[str, Any], store: dict[str, str], log: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    """`raymlops.tune` of 2-worker DDP trials (FIFO) joined to the cluster by address, returned once a trial has
+    logged its first epoch (killed if it ends or stalls before)."""
+    args = overrides(store, "+experiment=smoke", "scheduler=fifo", "scaling.num_workers=2", "evaluate.enabled=false", *extra)
     with log.open("w") as out:
-        return subprocess.Popen(
+        search = subprocess.Popen(
             [sys.executable, "-m", "raymlops.tune", *args],
             env=client_env(RAY_ADDRESS=cluster["gcs"], PYTHONUNBUFFERED="1"),
             cwd=REPO,
@@ -106,25 +111,23 @@ def start_search(cluster: dict[str, Any], args: list[str], log: Path) -> subproc
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    uri = store["mlflow.tracking_uri"]
+    try:
+        wait_until(lambda: epochs_logged(uri) >= 1 or search.poll() is not None, 240, what="a trial's first epoch", log=log)
+        assert search.poll() is None, log.read_text()[-4000:]
+    except BaseException:
+        search.kill()
+        raise
+    return search
 
 
 def test_a_lost_worker_node_loses_no_trial_and_no_epoch(cluster: dict[str, Any], store: dict[str, str], tmp_path: Path) -> None:
     uri = store["mlflow.tracking_uri"]
-    args = overrides(
-        store,
-        "+experiment=smoke",
-        "scheduler=fifo",
-        "tune.num_samples=2",
-        f"train.epochs={EPOCHS}",
-        "scaling.num_workers=2",
-        "train.max_failures=2",
-        "evaluate.enabled=false",
-    )
     log = tmp_path / "search.log"
-    search = start_search(cluster, args, log)
+    search = search_past_its_first_epoch(
+        cluster, store, log, "tune.num_samples=2", f"train.epochs={EPOCHS}", "train.max_failures=2"
+    )
     try:
-        wait_until(lambda: epochs_logged(uri) >= 1 or search.poll() is not None, 240, what="a trial's first epoch", log=log)
-        assert search.poll() is None, log.read_text()[-4000:]
         lost_at = epochs_logged(uri)
         cluster["worker"].lose()
         wait_until(lambda: len(alive_nodes(cluster["gcs"])) == 1, 60, what="the GCS to mark the lost node dead")
@@ -164,22 +167,17 @@ def test_a_preemption_notice_moves_the_trial_before_the_node_goes(
     processes killed) is the node-loss test above; `ray drain-node` kills nothing."""
     uri = store["mlflow.tracking_uri"]
     epochs = 4
-    args = overrides(
+    log = tmp_path / "search.log"
+    search = search_past_its_first_epoch(
+        cluster,
         store,
-        "+experiment=smoke",
-        "scheduler=fifo",
+        log,
         "tune.num_samples=1",
         f"train.epochs={epochs}",
         "data.num_train=6000",  # epochs of ~9 s: the notice (`ray drain-node`'s start-up + Ray's poll) lands mid-epoch
-        "scaling.num_workers=2",
         "train.max_failures=0",
-        "evaluate.enabled=false",
     )
-    log = tmp_path / "search.log"
-    search = start_search(cluster, args, log)
     try:
-        wait_until(lambda: epochs_logged(uri) >= 1 or search.poll() is not None, 240, what="the trial's first epoch", log=log)
-        assert search.poll() is None, log.read_text()[-4000:]
         drain = [str(VENV_BIN / "ray"), "drain-node", "--address", cluster["gcs"], "--node-id", cluster["worker_id"]]
         drain += ["--reason", "DRAIN_NODE_REASON_PREEMPTION", "--reason-message", "spot reclaim (test)"]
         done = subprocess.run(
