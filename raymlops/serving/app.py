@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -17,6 +18,7 @@ from raymlops.post.model_registry import alias_version
 
 APP_NAME = "raymlops"
 STOP_FLUSH_TIMEOUT_S = 5.0  # the router's last write of the stats to the serve run, at stop
+PROXY_READY_ENV = "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"
 
 
 @dataclass
@@ -61,9 +63,17 @@ def start(config: Config) -> ServeSession:
     _check_fits(config, len(versions))
     run_id = _open_run(config, versions)
     s = config.serve
-    serve.start(http_options={"host": s.host, "port": s.port})
+    serve.start(http_options={"host": s.host, "port": s.port}, controller_options=_controller_options())
     serve.run(_build(config, run_id), name=APP_NAME, route_prefix="/", blocking=False)
     return ServeSession(f"http://{s.host}:{s.port}", run_id, config.mlflow.tracking_uri, versions, owns_cluster)
+
+
+def _controller_options() -> dict[str, Any]:
+    """Serve's controller kills a proxy that is not ready within RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S (5 s by
+    default); on 2 busy cores its first start can take longer, and serve.start then fails with the proxy's
+    ActorDiedError ("killed by ray.kill"). 30 s unless the user set it."""
+    timeout = os.environ.get(PROXY_READY_ENV, "30")
+    return {"runtime_env": {"env_vars": {PROXY_READY_ENV: timeout}}}
 
 
 def _check_fits(config: Config, n_aliases: int) -> None:
