@@ -168,6 +168,17 @@ def epoch_steps(client: Any, run_id: str, key: str = "val_acc") -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
+def trial_runs(uri: str, experiment: str = "raymlops-smoke") -> list[Any]:
+    """The trial runs (raymlops.role=trial) of an experiment in the store at uri."""
+    from raymlops import tracking
+
+    c = tracking.client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return list(c.search_runs([exp.experiment_id], filter_string="tags.`raymlops.role` = 'trial'"))
+
+
 def children(client: Any, experiment_id: str, parent_run_id: str) -> list[Any]:
     return list(
         client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=1000)

@@ -3,7 +3,7 @@
 The head has no CPU and no GPU; the only worker node type carries a GPU-like custom resource
 (`accel`) with min_workers 0. A search whose trials ask for it (scaling.accelerator_resource=accel)
 must make the autoscaler add nodes, run every trial on them, and let them go after the idle
-timeout: 0 -> N -> 0. `ray.cluster_utils.AutoscalingCluster` would do the set-up, but it runs
+timeout: 0 -> N -> 0; for 1-worker trials and for DDP trials on warm lanes (a lane over two 1-CPU nodes). `ray.cluster_utils.AutoscalingCluster` would do the set-up, but it runs
 `ray stop --force` (every Ray on the machine) and needs a YAML its wheel lacks, so the same
 configuration is started here on our own ports and stopped by session.
 """
@@ -20,6 +20,7 @@ import pytest
 import yaml
 from conftest import overrides
 from helpers import free_ports, wait_until
+from faultkit import trial_runs
 from raynodes import (
     PORTS,
     PORTS_PER_NODE,
@@ -33,6 +34,8 @@ from raynodes import (
     short_temp_dir,
     trial_nodes,
 )
+
+from raymlops.core.names import TAG_WORKER_NODES
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(360)]
 
@@ -81,9 +84,10 @@ def fake_cluster_config(gcs_address: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fake_cluster() -> Iterator[tuple[str, Path]]:
-    """A fake autoscaling cluster: (GCS address, the autoscaler's cluster YAML)."""
+    """A fake autoscaling cluster: (GCS address, the autoscaler's cluster YAML). Shared by the module's tests:
+    each ends only once the cluster is back to its head alone."""
     import ray._private.services
 
     ip = ray._private.services.get_node_ip_address()  # the fake provider's nodes register on this address
@@ -117,9 +121,13 @@ def fake_cluster() -> Iterator[tuple[str, Path]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker trials", "DDP lanes"])
 def test_accel_workers_scale_from_zero_run_the_trials_and_scale_back(
-    fake_cluster: tuple[str, Path], store: dict[str, str], tmp_path: Path
+    fake_cluster: tuple[str, Path], store: dict[str, str], tmp_path: Path, workers: int
 ) -> None:
+    """1-worker trials: one accel node each. DDP lanes: a 2-worker trial cannot fit on one 1-CPU accel node, so its
+    lane waits for two nodes from zero, trains with a worker on each (gloo over loopback), runs both trials one
+    after the other, ends once idle, and the nodes go."""
     gcs, autoscaling_yaml = fake_cluster
     watcher = NodeWatcher(gcs, "accel")
     watcher.start()
@@ -133,6 +141,8 @@ def test_accel_workers_scale_from_zero_run_the_trials_and_scale_back(
             store,
             "+experiment=smoke",
             f"tune.num_samples={MAX_ACCEL_NODES}",
+            f"scaling.num_workers={workers}",
+            "scaling.lane_idle_s=2",
             "scaling.accelerator_resource=accel",
             f"ray.autoscaling_config={autoscaling_yaml}",
             "evaluate.enabled=false",
@@ -140,13 +150,15 @@ def test_accel_workers_scale_from_zero_run_the_trials_and_scale_back(
         started = time.monotonic()
         code, out = run_module("raymlops.tune", args, client_env(RAY_ADDRESS=gcs), tmp_path, timeout_s=240)
         assert code == 0, out[-6000:]
-        assert f"{MAX_ACCEL_NODES} at a time" in out, "concurrency comes from the autoscaler's node types"
-
-        ran_on = trial_nodes(Path(store["storage_path"]))
-        assert len(ran_on) == MAX_ACCEL_NODES, ran_on
-        used = set().union(*ran_on.values())
-        assert used <= watcher.seen, f"trials ran on {used}, accel nodes were {watcher.seen}"
+        assert f"{MAX_ACCEL_NODES // workers} at a time" in out, "concurrency comes from the autoscaler's node types"
         assert watcher.peak == MAX_ACCEL_NODES, f"expected {MAX_ACCEL_NODES} accel nodes at the peak: {watcher.samples}"
+        if workers == 1:
+            ran_on = trial_nodes(Path(store["storage_path"]))
+            assert len(ran_on) == MAX_ACCEL_NODES, ran_on
+            used = set().union(*ran_on.values())
+            assert used <= watcher.seen, f"trials ran on {used}, accel nodes were {watcher.seen}"
+        spans = [r.data.tags.get(TAG_WORKER_NODES) for r in trial_runs(store["mlflow.tracking_uri"])]
+        assert spans == [str(workers)] * MAX_ACCEL_NODES, f"nodes each trial's workers spanned: {spans}"
 
         wait_until(lambda: not watcher.current(), 90, what="idle accel nodes to be removed")
         print(f"search {time.monotonic() - started:.0f} s; accel nodes seen: {len(watcher.seen)}, peak {watcher.peak}, back to 0")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import overrides
-from faultkit import epoch_steps
+from faultkit import epoch_steps, trial_runs
 from helpers import free_ports, wait_until
 from raynodes import (
     PORTS,
@@ -37,7 +37,7 @@ from raynodes import (
 )
 
 from raymlops import tracking
-from raymlops.core.names import TAG_RESTARTS
+from raymlops.core.names import TAG_RESTARTS, TAG_WORKER_NODES
 from raymlops.training.tracked_run import RESUMES
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -81,14 +81,6 @@ def cluster() -> Iterator[dict[str, Any]]:
         for node in reversed(nodes):
             node.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def trial_runs(uri: str) -> list[Any]:
-    c = tracking.client(uri)
-    exp = c.get_experiment_by_name("raymlops-smoke")
-    if exp is None:
-        return []
-    return list(c.search_runs([exp.experiment_id], filter_string="tags.`raymlops.role` = 'trial'"))
 
 
 def epochs_logged(uri: str) -> int:
@@ -144,6 +136,7 @@ def test_a_lost_worker_node_loses_no_trial_and_no_epoch(cluster: dict[str, Any],
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs), [(r.info.run_id, r.info.status) for r in runs]
     for run in runs:
         assert epoch_steps(c, run.info.run_id) == list(range(1, EPOCHS + 1)), "each epoch logged exactly once"
+    assert all(r.data.tags.get(TAG_WORKER_NODES) == "2" for r in runs), "each lane spans two 1-CPU nodes, after the loss too"
     restarts = [int(r.data.tags.get(TAG_RESTARTS, 0)) for r in runs]
     assert sum(restarts) >= 1, f"the trial on the lost node counts its restart: {restarts}"
     print(f"lost the worker node after {lost_at} logged epoch(s); restarts per trial: {restarts}")

@@ -23,6 +23,7 @@ TAG_ROLE = "raymlops.role"  # train | search | trial | evaluate
 TAG_RUN_KEY = "raymlops.run_key"  # stable identity of a run across restarts (trial id, job name)
 TAG_STOPPED_EARLY = "raymlops.stopped_early"
 TAG_RESTARTS = "raymlops.restarts"
+TAG_WORKER_NODES = "raymlops.worker_nodes"  # nodes the run's DDP worker group spans (set again at each restart)
 TAG_INCOMPLETE = "raymlops.incomplete"  # search parent: why not every trial finished (failed after retries, never ran)
 TAG_PARENT = "mlflow.parentRunId"
 TAG_DECISION = "raymlops.champion_decision"

@@ -53,6 +53,7 @@ class Session:
     # is being drained for preemption. A collective: every rank calls it at the same points. None: never asked
     # (a Tune-only trial, which Ray tells nothing).
     preemption: Callable[[], Any] | None = None
+    nodes: int = 1  # how many Ray nodes this worker group spans (a DDP group may span several)
 
     @property
     def is_rank_zero(self) -> bool:
@@ -98,7 +99,25 @@ def ray_train_session(device: str = "auto") -> Session:
         prepare_model=prepare_model,
         after_restore=after_restore,
         preemption=ray.train.get_preemption_info,
+        nodes=_worker_nodes(ctx.get_world_size(), train_device),
     )
+
+
+def _worker_nodes(world_size: int, device: torch.device) -> int:
+    """How many nodes the worker group spans: every rank's node id, gathered once per worker-group start (a
+    collective on every rank, milliseconds). NCCL gathers on the current device: this worker's GPU."""
+    import torch.distributed as dist
+
+    if world_size == 1 or not (dist.is_available() and dist.is_initialized()):
+        return 1
+    import ray
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    ids: list[Any] = [None] * world_size
+    dist.all_gather_object(ids, ray.get_runtime_context().get_node_id())
+    return len(set(ids))
 
 
 def _quiet_worker_loggers() -> None:

@@ -82,7 +82,7 @@ def start_tracking(
         tracker.log_params(
             {**config_params(config), "world_size": session.world_size, "device": str(getattr(session.device, "type", "none"))}
         )
-        tracker.set_tags({"world_size": session.world_size})
+        tracker.set_tags({"world_size": session.world_size, names.TAG_WORKER_NODES: session.nodes})
         if schedule := schedule_values(config):  # PBT: the values this trial starts with, step 0
             tracker.log_metrics(schedule, step=0)
         if splits is not None and tracker.run_id:
@@ -91,7 +91,7 @@ def start_tracking(
     if found is not None:  # unknown what MLflow has (tracker down): the spool holds the rest
         _backfill(tracker, progress, already)
     if progress.restarts:
-        tracker.set_tags({names.TAG_RESTARTS: progress.restarts})
+        tracker.set_tags({names.TAG_RESTARTS: progress.restarts, names.TAG_WORKER_NODES: session.nodes})
         tracker.log_metrics({RESUMES: progress.restarts}, step=len(progress.history))
         log.warning(  # a restart after a failure, or a trial the scheduler paused and now resumes
             "resumed from epoch %d (resume %d); MLflow run %s continues", len(progress.history), progress.restarts, tracker.run_id
