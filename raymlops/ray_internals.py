@@ -224,3 +224,12 @@ def torch_trainer_class() -> type:
             return [cb for cb in callbacks if not isinstance(cb, DatasetsCallback)]
 
     return LeanTorchTrainer
+
+
+def resources_per_node() -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """(total, available) resources of each alive node, by node id. Ray's public API gives cluster-wide sums
+    only (ray.cluster_resources, ray.available_resources); a worker's bundle cannot span nodes, so what fits
+    is counted per node from `ray._private.state` (DeveloperAPI)."""
+    from ray._private.state import available_resources_per_node, total_resources_per_node
+
+    return dict(total_resources_per_node()), dict(available_resources_per_node())

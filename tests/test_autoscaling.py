@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 from conftest import overrides
-from helpers import free_ports, wait_until
 from faultkit import trial_runs
+from helpers import free_ports, wait_until
 from raynodes import (
     PORTS,
     PORTS_PER_NODE,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import overrides
+from faultkit import trial_runs
 from helpers import free_ports, wait_until
 from raynodes import (
     PORTS,
@@ -84,6 +86,44 @@ def test_make_submit_runs_the_search_as_a_ray_job(two_nodes: dict[str, Any], sto
     assert "Done: best val_acc=" in out, "the job's own output streams back to the submitter"
     ran_on = trial_nodes(Path(store["storage_path"]))
     assert len(ran_on) == 2 and set().union(*ran_on.values()) == two_nodes["nodes"], ran_on
+
+
+def test_a_second_search_plans_beside_the_first_and_says_it_waits(
+    two_nodes: dict[str, Any], store: dict[str, str], tmp_path: Path
+) -> None:
+    """Two teams' searches on one cluster and one tracking store: the second starts while the first holds both
+    CPUs. It plans 1 trial at a time, not 2, says its trials wait for resources another job holds, and runs once
+    they are free; both exit 0 with every trial finished, each in its own experiment."""
+    env = client_env(RAY_ADDRESS=two_nodes["gcs"], PYTHONUNBUFFERED="1")
+    first_log = tmp_path / "first.log"
+    first = overrides(store, "+experiment=smoke", "scheduler=fifo", "tune.num_samples=2", "train.epochs=4")
+    first += ["data.num_train=4000", "evaluate.enabled=false", "console.progress=plain"]
+    with first_log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "raymlops.tune", *first], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until(lambda: first_log.read_text().count(" started (") >= 2 or proc.poll() is not None, 120,
+                   what="both of the first search's trials started", log=first_log)  # fmt: skip
+        assert proc.poll() is None, first_log.read_text()[-4000:]
+        second = {**store, "storage_path": str(tmp_path / "team-b"), "mlflow.spool_dir": str(tmp_path / "team-b-spool")}
+        args = overrides(second, "+experiment=smoke", "name=team-b", "registry.model_name=team-b", "tune.num_samples=2")
+        args += ["train.epochs=1", "evaluate.enabled=false", "console.progress=plain", "console.wait_notice_s=2"]
+        code, out = run_module("raymlops.tune", args, env, tmp_path, timeout_s=180)
+        first_code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert first_code == 0 and code == 0, first_log.read_text()[-3000:] + out[-3000:]
+    assert (
+        "Other jobs on this cluster hold 2 CPU of its 2 CPU now: planning 1 worker group(s) of 1 x 1 CPU at a time, not 2" in out
+    )
+    assert "1 at a time" in out and "1 trial(s) have waited" in out and "other jobs hold about 2 CPU" in out, out[-4000:]
+    assert "the wait for resources is over" in out, out[-3000:]
+    uri = store["mlflow.tracking_uri"]
+    for experiment in ("raymlops-smoke", "raymlops-team-b"):
+        runs = trial_runs(uri, experiment)
+        assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs), (experiment, [r.info.status for r in runs])
 
 
 @pytest.mark.parametrize("case", ["no token", "wrong token", "nobody listens"])

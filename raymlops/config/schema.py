@@ -318,6 +318,12 @@ class ConsoleConfig:
     progress: ProgressStyle = opt(
         ProgressStyle.auto, "auto: a live table on a terminal, one plain line per event otherwise; live; plain"
     )
+    wait_notice_s: float = opt(
+        60.0,
+        "trials that wait this long for a worker group (another job holds the cluster, a node is gone) get a line "
+        "saying so, with what is free and what other jobs hold",
+        positive=True,
+    )
 
 
 @dataclass

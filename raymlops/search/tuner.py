@@ -20,10 +20,12 @@ from raymlops.config.tree import to_dict
 from raymlops.core import names
 from raymlops.core.redact import redact
 from raymlops.launch.executors import TrialExecutor, choose_executor, run_trial, search_storage
+from raymlops.launch.room import plan_beside_others
 from raymlops.post.finish import finish_search
 from raymlops.search.callbacks import TrialRuns
 from raymlops.search.live_progress import SearchProgress
 from raymlops.search.param_space import param_space
+from raymlops.search.resource_wait import ResourceWait
 from raymlops.search.resume import check_resumable, search_name
 from raymlops.search.schedulers import build_scheduler
 from raymlops.search.searchers import build_search_alg
@@ -42,7 +44,7 @@ def run_search(config: Config, launch: Launch) -> dict[str, Any]:
         check_resumable(config.storage_path, name)
     search = launch.run("search", name, name, log_model=False)
     parent = _open_parent(mcfg, search, _search_params(config), to_dict(config))
-    concurrency = min(tcfg.max_concurrent_trials or launch.groups, tcfg.num_samples)
+    concurrency = _concurrency(config, launch)
     print(
         f"Search {name}: {tcfg.num_samples} trials, {config.scheduler.name} + {config.search_alg.name}, "
         f"{concurrency} at a time, {config.scaling.num_workers} worker(s) per trial; MLflow parent run {parent.run_id}\n"
@@ -50,16 +52,11 @@ def run_search(config: Config, launch: Launch) -> dict[str, Any]:
         flush=True,
     )
     runs = TrialRuns(launch.tracking_uri, config.train.epochs, mcfg)
-    style = config.console.progress
     if not config.console.verbose:  # Tune's traceback per failed try: SearchProgress says it in one line instead
         os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
-    callbacks = [
-        runs,
-        SearchProgress(tcfg.metric, tcfg.mode, config.train.epochs, tcfg.num_samples, style, config.train.max_failures),
-    ]
     executor = choose_executor(config, search)
     executor.start(concurrency)
-    callbacks.extend(executor.callbacks())
+    callbacks = _callbacks(config, launch, runs, executor)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=config, search=search, parent_run_id=parent.run_id, executor=executor),
         executor.resources(),
@@ -75,6 +72,25 @@ def run_search(config: Config, launch: Launch) -> dict[str, Any]:
         executor.stop()
     runs.flush()
     return finish_search(config, search, results, parent)
+
+
+def _concurrency(config: Config, launch: Launch) -> int:
+    """tune.max_concurrent_trials, else the worker groups that fit beside what other jobs hold now."""
+    tcfg = config.tune
+    planned = tcfg.max_concurrent_trials or plan_beside_others(
+        min(launch.groups, tcfg.num_samples), dict(launch.per_worker), config.scaling.num_workers
+    )
+    return min(planned, tcfg.num_samples)
+
+
+def _callbacks(config: Config, launch: Launch, runs: TrialRuns, executor: TrialExecutor) -> list[Any]:
+    """MLflow's runs, the console's progress, the executor's own, and the line for trials waiting on resources."""
+    tcfg, console = config.tune, config.console
+    progress = SearchProgress(
+        tcfg.metric, tcfg.mode, config.train.epochs, tcfg.num_samples, console.progress, config.train.max_failures
+    )
+    waits = ResourceWait(dict(launch.per_worker), config.scaling.num_workers, console.wait_notice_s, executor.queued_trials)
+    return [runs, progress, *executor.callbacks(), waits]
 
 
 def _search_params(config: Config) -> dict[str, Any]:

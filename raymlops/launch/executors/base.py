@@ -41,6 +41,10 @@ class TrialExecutor(ABC):
         """Tune callbacks this way of running trials needs (in ray.tune.RunConfig)."""
         return []
 
+    def queued_trials(self) -> int:
+        """Trials Tune runs that wait for a worker group of this executor's own (Tune's PENDING trials aside)."""
+        return 0
+
     @abstractmethod
     def run(self, config: Config, run: RunContract, trial_id: str) -> None:
         """Train one trial (inside its Tune trainable): `config` is the search's with the trial's sampled params."""

@@ -122,6 +122,10 @@ class LaneBroker:
             self.changed.notify_all()
 
     # ---- the search side
+    async def queued(self) -> int:
+        """Trials submitted that no lane has taken yet."""
+        return len(self.book.queue)
+
     async def shutdown(self, timeout_s: float) -> int:
         """End every lane (idle ones at once, busy ones once Tune has released their trial); the lanes still
         running after timeout_s (0 when all ended, their placement groups removed by Ray Train)."""

@@ -48,6 +48,10 @@ class WarmLaneExecutor(TrialExecutor):
     def callbacks(self) -> list[Any]:
         return [LaneRelease(self.broker, self.search.run_key)]
 
+    def queued_trials(self) -> int:
+        """Trials whose thin driver runs while no lane has taken them (their lane's workers are not up yet)."""
+        return int(ray.get(self.broker.queued.remote(), timeout=5)) if self.broker is not None else 0
+
     def run(self, config: Config, run: RunContract, trial_id: str) -> None:
         relay_from_lane(config, run, self.broker, self.storage)
 
