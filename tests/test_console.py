@@ -91,6 +91,24 @@ def test_plain_progress_one_line_per_event(capsys: pytest.CaptureFixture[str]) -
     assert "elapsed" in lines[6] and "left" in lines[6]
 
 
+def test_a_restart_ray_train_did_gets_one_line_and_a_pause_none(capsys: pytest.CaptureFixture[str]) -> None:
+    """A lane's workers restarted by Ray Train (the trial's driver lives on: Tune saw nothing) show in the restart
+    counter of its results; a resume after a pause or a retry Tune did starts the trial again (a new baseline)."""
+    p = SearchProgress("val_acc", "max", max_epochs=4, num_samples=1, style="plain")
+    trials = [_trial(0)]
+    p.on_trial_start(0, trials, trials[0])
+    p.on_trial_result(0, trials, trials[0], {"val_acc": 0.2, "epoch": 1, "restarts": 0})
+    p.on_trial_result(0, trials, trials[0], {"val_acc": 0.3, "epoch": 2, "restarts": 1})
+    p.on_trial_start(0, trials, trials[0])  # paused and resumed: its restart counter went up, nothing was lost
+    p.on_trial_result(0, trials, trials[0], {"val_acc": 0.4, "epoch": 3, "restarts": 2})
+    lost = [line for line in capsys.readouterr().out.splitlines() if "restarted by Ray Train" in line]
+    assert len(lost) == 1, lost
+    assert (
+        "trial t0's worker group was restarted by Ray Train (a node or worker lost or preempted): it continues from epoch 1 (restart 1)"
+        in lost[0]
+    )
+
+
 def test_live_table_shows_each_running_trial() -> None:
     p = SearchProgress("val_acc", "max", max_epochs=4, num_samples=8, style="plain")
     trials = [_trial(0), _trial(1)]

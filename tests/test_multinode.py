@@ -88,42 +88,54 @@ def test_make_submit_runs_the_search_as_a_ray_job(two_nodes: dict[str, Any], sto
     assert len(ran_on) == 2 and set().union(*ran_on.values()) == two_nodes["nodes"], ran_on
 
 
-def test_a_second_search_plans_beside_the_first_and_says_it_waits(
+# Another team's job on the cluster: two 1-CPU actors, held until its stdin closes.
+OTHER_JOB = """
+import sys, ray
+ray.init(logging_level="ERROR")
+Hold = ray.remote(num_cpus=1)(type("Hold", (), {"ping": lambda self: 1}))
+held = [Hold.remote() for _ in range(2)]
+ray.get([h.ping.remote() for h in held])
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_search_beside_another_job_plans_on_what_is_free_and_says_it_waits(
     two_nodes: dict[str, Any], store: dict[str, str], tmp_path: Path
 ) -> None:
-    """Two teams' searches on one cluster and one tracking store: the second starts while the first holds both
-    CPUs. It plans 1 trial at a time, not 2, says its trials wait for resources another job holds, and runs once
-    they are free; both exit 0 with every trial finished, each in its own experiment."""
+    """A search started while another job holds both CPUs plans 1 trial at a time, not 2, says its trials wait for
+    resources that job holds (and when the wait is over), and runs once they are free: no silent stall."""
     env = client_env(RAY_ADDRESS=two_nodes["gcs"], PYTHONUNBUFFERED="1")
-    first_log = tmp_path / "first.log"
-    first = overrides(store, "+experiment=smoke", "scheduler=fifo", "tune.num_samples=2", "train.epochs=4")
-    first += ["data.num_train=4000", "evaluate.enabled=false", "console.progress=plain"]
-    with first_log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "raymlops.tune", *first], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
-        )
+    other_log, log = tmp_path / "other-job.log", tmp_path / "search.log"
+    with other_log.open("w") as out:
+        plain_ray = {**env, "RAY_AUTH_MODE": "token"}  # plain Ray joins a token-auth cluster only with this set
+        other = subprocess.Popen([sys.executable, "-c", OTHER_JOB], env=plain_ray, stdin=subprocess.PIPE, stdout=out, stderr=out)
+    search = None
     try:
-        wait_until(lambda: first_log.read_text().count(" started (") >= 2 or proc.poll() is not None, 120,
-                   what="both of the first search's trials started", log=first_log)  # fmt: skip
-        assert proc.poll() is None, first_log.read_text()[-4000:]
-        second = {**store, "storage_path": str(tmp_path / "team-b"), "mlflow.spool_dir": str(tmp_path / "team-b-spool")}
-        args = overrides(second, "+experiment=smoke", "name=team-b", "registry.model_name=team-b", "tune.num_samples=2")
-        args += ["train.epochs=1", "evaluate.enabled=false", "console.progress=plain", "console.wait_notice_s=2"]
-        code, out = run_module("raymlops.tune", args, env, tmp_path, timeout_s=180)
-        first_code = proc.wait(timeout=120)
+        wait_until(
+            lambda: "holding" in other_log.read_text() or other.poll() is not None, 60, what="the other job", log=other_log
+        )
+        assert other.poll() is None, other_log.read_text()
+        args = overrides(store, "+experiment=smoke", "tune.num_samples=2", "train.epochs=1", "evaluate.enabled=false")
+        args += ["console.progress=plain", "console.wait_notice_s=2"]
+        with log.open("w") as out:
+            search = subprocess.Popen([sys.executable, "-m", "raymlops.tune", *args], env=env, cwd=REPO, stdout=out, stderr=out)
+        wait_until(lambda: "have waited" in log.read_text() or search.poll() is not None, 120, what="the wait line", log=log)
+        assert other.stdin is not None
+        other.stdin.close()  # the other job ends: its CPUs are free
+        code = search.wait(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert first_code == 0 and code == 0, first_log.read_text()[-3000:] + out[-3000:]
-    assert (
-        "Other jobs on this cluster hold 2 CPU of its 2 CPU now: planning 1 worker group(s) of 1 x 1 CPU at a time, not 2" in out
-    )
-    assert "1 at a time" in out and "1 trial(s) have waited" in out and "other jobs hold about 2 CPU" in out, out[-4000:]
+        for proc in (other, search):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    out = log.read_text()
+    assert code == 0, out[-4000:]
+    plan = "Other jobs on this cluster hold 2 CPU of its 2 CPU now: planning 1 worker group(s) of 1 x 1 CPU at a time, not 2"
+    assert plan in out and "this search's trials wait until they free some" in out and "1 at a time" in out, out[:3000]
+    assert "1 trial(s) have waited" in out and "other jobs hold about 2 CPU" in out, out[-4000:]
     assert "the wait for resources is over" in out, out[-3000:]
-    uri = store["mlflow.tracking_uri"]
-    for experiment in ("raymlops-smoke", "raymlops-team-b"):
-        runs = trial_runs(uri, experiment)
-        assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs), (experiment, [r.info.status for r in runs])
+    runs = trial_runs(store["mlflow.tracking_uri"])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
 
 
 @pytest.mark.parametrize("case", ["no token", "wrong token", "nobody listens"])

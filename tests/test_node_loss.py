@@ -141,7 +141,8 @@ def test_a_lost_worker_node_loses_no_trial_and_no_epoch(cluster: dict[str, Any],
     assert sum(restarts) >= 1, f"the trial on the lost node counts its restart: {restarts}"
     print(f"lost the worker node after {lost_at} logged epoch(s); restarts per trial: {restarts}")
     events = [line for line in text.splitlines() if "continues from epoch" in line]
-    assert events and all("(retry " in line and " of 2)" in line for line in events), text[-4000:]
+    # The lane's surviving rank fails the trial (its collectives are out of step): Tune retries it on the restarted lane
+    assert events and all("was lost: trial" in line and "(retry " in line and " of 2)" in line for line in events), text[-4000:]
     assert "Trial task failed for trial" not in text, "one line per event from raymlops, not Tune's traceback"
     print("\n".join(events))
 
@@ -213,6 +214,7 @@ def test_a_preemption_notice_moves_the_trial_before_the_node_goes(
     assert after[moved_from + 1] >= drained_at + DRAIN_DEADLINE_S - 2, (
         "the next epoch was trained after the move, not on the drained node"
     )
+    assert "worker group was restarted by Ray Train (a node or worker lost or preempted): it continues from epoch" in text
     print(
         f"notice at epoch {moved_from}; epoch {moved_from + 1} logged {after[moved_from + 1] - drained_at:.1f} s after the drain"
     )

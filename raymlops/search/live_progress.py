@@ -48,7 +48,13 @@ def left_estimate(elapsed: float, ended: int, total: int) -> str:
 
 
 NODE_DIED = re.compile(r"its node has died\. Node Id: ([0-9a-f]{8})")
-PEER_LOST = ("Connection closed by peer", "health check failed", "ActorDiedError", "ActorUnavailableError")
+PEER_LOST = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "health check failed",
+    "ActorDiedError",
+    "ActorUnavailableError",
+)
 
 
 def failure_cause(trial: Any) -> str:
@@ -73,6 +79,7 @@ class SearchProgress(Callback):
         self.style, self.max_failures = style, max_failures
         self.best: tuple[float, str] | None = None
         self.last: dict[str, tuple[int, float | None]] = {}
+        self.restarts: dict[str, int] = {}  # trial id -> restarts its results counted since Tune (re)started it
         self.started = time.monotonic()
         self._trials: list[Any] = []
         self._live: Live | None = None
@@ -95,6 +102,7 @@ class SearchProgress(Callback):
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._trials = trials
         self.last.setdefault(trial.trial_id, (0, None))
+        self.restarts.pop(trial.trial_id, None)  # resumed after a pause or a failure Tune saw: a new baseline
         if not self._live:  # Tune may still call it PENDING here
             print(
                 self._stamped(f"trial {trial.trial_id} started{_params(trial)}", self.tally(trials, trial, "RUNNING")), flush=True
@@ -103,6 +111,7 @@ class SearchProgress(Callback):
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
         self._trials = trials
         value, epoch = result.get(self.metric), int(result.get("epoch", 0) or 0)
+        self._restarted_by_train(trials, trial, epoch, int(result.get("restarts", 0) or 0))
         number = float(value) if isinstance(value, (int, float)) else None
         self.last[trial.trial_id] = (epoch, number)
         if number is not None and (self.best is None or (number > self.best[0] if self.mode == "max" else number < self.best[0])):
@@ -110,6 +119,18 @@ class SearchProgress(Callback):
         if not self._live:
             shown = f"{self.metric}={number:.4f}" if number is not None else f"no {self.metric}"
             self._line(f"trial {trial.trial_id} epoch {epoch}/{self.max_epochs} {shown}", trials)
+
+    def _restarted_by_train(self, trials: list[Any], trial: Any, epoch: int, restarts: int) -> None:
+        """A DDP trial's worker group restarted by Ray Train (a node lost or preempted: its driver lives on): Tune
+        saw no failure, the trial's restart counter tells. One line, as on_trial_recover prints for Tune's."""
+        before = self.restarts.setdefault(trial.trial_id, restarts)
+        self.restarts[trial.trial_id] = restarts
+        if restarts > before:
+            self._event(
+                f"trial {trial.trial_id}'s worker group was restarted by Ray Train (a node or worker lost or preempted): "
+                f"it continues from epoch {epoch - 1} (restart {restarts})",
+                trials,
+            )
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         epochs = int((trial.last_result or {}).get("epoch", 0))
@@ -161,6 +182,9 @@ class SearchProgress(Callback):
     def _ended(self, trials: list[Any], trial: Any, event: str, status: str) -> None:
         self._trials = trials
         self.last.pop(trial.trial_id, None)
+        self._event(event, trials, trial, status)
+
+    def _event(self, event: str, trials: list[Any], trial: Any = None, status: str = "") -> None:
         line = self._stamped(event, self.tally(trials, trial, status))
         if self._live:
             self._live.console.print(line, highlight=False, markup=False)  # above the live table, kept in the scrollback
