@@ -197,7 +197,7 @@ def test_search_driver_killed_then_resumed(tmp_path: Path, store: dict[str, str]
     """SIGKILL the whole `raymlops.tune` process group (driver, lanes, their workers) once a 2-worker DDP
     trial has finished and another is mid-way; `tune.resume=true` starts new lanes and finishes the search
     without rerunning finished trials, the mid-way one from its newest checkpoint in the same child run."""
-    samples, epochs = 3, 4
+    samples, epochs = 2, 4
     args = overrides(
         store,
         "+experiment=smoke",
@@ -209,8 +209,9 @@ def test_search_driver_killed_then_resumed(tmp_path: Path, store: dict[str, str]
         "evaluate.enabled=false",
         "scaling.num_workers=2",  # DDP trials on warm lanes: the flagship path, killed and resumed
         "scaling.cpus_per_worker=0.5",
-        # FIFO: every trial trains all its epochs, so the third is mid-way for seconds after the first two
-        # finish together (under ASHA it was stopped at epoch 1 and the poll could miss the moment)
+        # One lane, FIFO: the second trial is mid-way for seconds after the first finished all its epochs (under
+        # ASHA it was stopped at epoch 1 and the poll could miss the moment)
+        "tune.max_concurrent_trials=1",
         "scheduler=fifo",
     )
     log1, log2 = tmp_path / "search.log", tmp_path / "resume.log"

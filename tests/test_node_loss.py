@@ -93,7 +93,7 @@ def search_past_its_first_epoch(
 ) -> subprocess.Popen[bytes]:
     """`raymlops.tune` of 2-worker DDP trials (FIFO) joined to the cluster by address, returned once a trial has
     logged its first epoch (killed if it ends or stalls before)."""
-    args = overrides(store, "+experiment=smoke", "scheduler=fifo", "scaling.num_workers=2", "evaluate.enabled=false", *extra)
+    args = overrides(store, "+experiment=smoke", "scheduler=fifo", "evaluate.enabled=false", *extra)
     with log.open("w") as out:
         search = subprocess.Popen(
             [sys.executable, "-m", "raymlops.tune", *args],
@@ -113,13 +113,23 @@ def search_past_its_first_epoch(
     return search
 
 
-def test_a_lost_worker_node_loses_no_trial_and_no_epoch(cluster: dict[str, Any], store: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [2, 1], ids=["DDP lanes", "1-worker trials"])
+def test_a_lost_worker_node_loses_no_trial_and_no_epoch(
+    cluster: dict[str, Any], store: dict[str, str], tmp_path: Path, workers: int
+) -> None:
+    """DDP lanes span both nodes: the loss takes half of each. 1-worker trials train in their Tune actors, one per
+    node: the loss takes the one there, which Tune retries on the replacement."""
     uri = store["mlflow.tracking_uri"]
     log = tmp_path / "search.log"
     search = search_past_its_first_epoch(
-        cluster, store, log, "tune.num_samples=2", f"train.epochs={EPOCHS}", "train.max_failures=2"
-    )
+        cluster, store, log, f"scaling.num_workers={workers}", "tune.num_samples=2", f"train.epochs={EPOCHS}",
+        "train.max_failures=2",
+    )  # fmt: skip
     try:
+        c = tracking.client(uri)
+        if workers == 1:  # a trial per node: lose the worker node once both have a checkpoint to continue from
+            wait_until(lambda: [len(epoch_steps(c, r.info.run_id)) > 0 for r in trial_runs(uri)] == [True] * 2, 120,
+                       what="both trials' first epochs", log=log)  # fmt: skip
         lost_at = epochs_logged(uri)
         cluster["worker"].lose()
         wait_until(lambda: len(alive_nodes(cluster["gcs"])) == 1, 60, what="the GCS to mark the lost node dead")
@@ -132,17 +142,17 @@ def test_a_lost_worker_node_loses_no_trial_and_no_epoch(cluster: dict[str, Any],
     text = log.read_text()
     assert code == 0, text[-6000:]
     runs = trial_runs(uri)
-    c = tracking.client(uri)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs), [(r.info.run_id, r.info.status) for r in runs]
     for run in runs:
         assert epoch_steps(c, run.info.run_id) == list(range(1, EPOCHS + 1)), "each epoch logged exactly once"
-    assert all(r.data.tags.get(TAG_WORKER_NODES) == "2" for r in runs), "each lane spans two 1-CPU nodes, after the loss too"
+    spans = [r.data.tags.get(TAG_WORKER_NODES) for r in runs]
+    assert spans == [str(workers)] * 2, f"a lane spans both 1-CPU nodes, after the loss too: {spans}"
     restarts = [int(r.data.tags.get(TAG_RESTARTS, 0)) for r in runs]
     assert sum(restarts) >= 1, f"the trial on the lost node counts its restart: {restarts}"
     print(f"lost the worker node after {lost_at} logged epoch(s); restarts per trial: {restarts}")
     events = [line for line in text.splitlines() if "continues from epoch" in line]
-    # The lane's surviving rank fails the trial (its collectives are out of step): Tune retries it on the restarted lane
-    assert events and all("was lost: trial" in line and "(retry " in line and " of 2)" in line for line in events), text[-4000:]
+    # A lane's surviving rank fails the trial (its collectives are out of step): Tune retries it on the restarted lane
+    assert events and all("lost: trial" in line and "(retry " in line and " of 2)" in line for line in events), text[-4000:]
     assert "Trial task failed for trial" not in text, "one line per event from raymlops, not Tune's traceback"
     print("\n".join(events))
 
@@ -166,6 +176,7 @@ def test_a_preemption_notice_moves_the_trial_before_the_node_goes(
         cluster,
         store,
         log,
+        "scaling.num_workers=2",
         "tune.num_samples=1",
         f"train.epochs={epochs}",
         "data.num_train=6000",  # epochs of ~9 s: the notice (`ray drain-node`'s start-up + Ray's poll) lands mid-epoch

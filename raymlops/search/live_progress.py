@@ -51,6 +51,7 @@ NODE_DIED = re.compile(r"its node has died\. Node Id: ([0-9a-f]{8})")
 PEER_LOST = (
     "Connection closed by peer",
     "Connection reset by peer",
+    "The actor is temporarily unavailable",  # a Tune actor whose node went
     "health check failed",
     "ActorDiedError",
     "ActorUnavailableError",
