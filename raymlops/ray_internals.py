@@ -95,9 +95,9 @@ def searcher_live_trials(search_alg: Any) -> set[str] | None:
     return live if isinstance(live, set) else None
 
 
-def wrap_driver_log_printer(keep: Callable[[str], bool]) -> bool:
-    """Make Ray's driver print only the lines of forwarded worker output (and of its error channel) for which
-    keep(line) is true; False (nothing changed) when this Ray lays its printing out differently.
+def wrap_driver_log_printer(keep: Callable[[list[str]], list[str]]) -> bool:
+    """Make Ray's driver print keep(lines) of each batch of forwarded worker output (one process's lines) and of
+    each error-channel message; False (nothing changed) when this Ray lays its printing out differently.
 
     Ray exposes no filter hook for `log_to_driver`. Its driver prints both forwarded worker output (the
     "ray_print_logs" handler of `ray._private.ray_logging.global_worker_stdstream_dispatcher`) and the error
@@ -116,7 +116,7 @@ def wrap_driver_log_printer(keep: Callable[[str], bool]) -> bool:
         return False
 
     def print_kept(data: dict[str, Any], ignore_prefix: bool) -> None:
-        lines = [line for line in data.get("lines", []) if keep(str(line))]
+        lines = keep([str(line) for line in data.get("lines", [])])
         if lines:
             original({**data, "lines": lines}, ignore_prefix=ignore_prefix)
 

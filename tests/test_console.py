@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from raymlops.config import compose
-from raymlops.launch.ray_output import dashboard_line, is_benign
+from raymlops.launch.ray_output import dashboard_line, is_benign, kept_lines
 from raymlops.search.live_progress import SearchProgress, left_estimate
 
 NOISE = [  # copied from a quickstart run on Ray 2.60
@@ -41,6 +41,41 @@ def test_known_ray_noise_is_dropped(line: str) -> None:
 @pytest.mark.parametrize("line", KEPT)
 def test_real_errors_are_kept(line: str) -> None:
     assert not is_benign(line)
+
+
+LOST_PEER_TRACEBACK = [  # a DDP worker whose peer's node was SIGKILLed (tests/test_node_loss.py, Ray 2.60, torch 2.14)
+    "Error in training function:",
+    "Traceback (most recent call last):",
+    '  File "/work/main/raymlops/training/loop.py", line 142, in _step',
+    "    loss.backward()",
+    "RuntimeError: [/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:48281: "
+    "Connection reset by peer. This is typically caused by a remote worker hanging or bugs in the application.",
+    "",
+]
+
+
+def test_a_lost_nodes_paragraphs_are_dropped_or_cut_to_a_line() -> None:
+    assert kept_lines([*LOST_PEER_TRACEBACK, "epoch 2 done"]) == ["epoch 2 done"]
+    bug = [*LOST_PEER_TRACEBACK[:4], "RuntimeError: CUDA out of memory", ""]
+    assert kept_lines(bug) == bug, "a worker's own error is kept whole"
+    shutdown = ["Graceful shutdown of backend failed. This is expected if one of the workers has crashed.", "  File x", ""]
+    assert kept_lines(shutdown) == []
+    raylet = [
+        "Raylet is terminated. Termination is unexpected. Possible reasons include: (1) SIGKILL by the user or system OOM killer",
+        "    [state-dump] \tNodeManager.deadline_timer.flush_free_objects - 1 total (1 active)",
+        "    [2026-12-04 21:49:02,556 I 19027 19027] (raylet) accessor.cc:475: Received address and liveness notification",
+        "next",
+    ]
+    assert kept_lines(raylet) == ["Raylet is terminated. Termination is unexpected (the rest is in its raylet log)", "next"]
+    dead = (
+        "The node with node id: 275998e4b0d63fc98580a695b40beb565afa88072c4678a50e943c9a and address: 192.0.2.2 and node "
+        "name: 192.0.2.2 has been marked dead because the detector has missed too many heartbeats from it. This can happen "
+        "when a \t(1) raylet crashes unexpectedly (OOM, etc.) \n\t(2) raylet has lagging heartbeats"
+    )
+    (line,) = kept_lines([dead])
+    assert line.startswith("The node with node id: 275998e4") and line.endswith("heartbeats (the rest is in its raylet log)")
+    pg = "[2026-12-04 21:58:14,126 E 27539 27539] (gcs_server) gcs_placement_group_scheduler.cc:273: Failed to remove 1 "
+    assert kept_lines([pg + "bundle(s) for placement group 6cd282b3510f at node 9ffdc9b2, rpc status: Unavailable"]) == []
 
 
 def test_verbose_flag_and_progress_choice() -> None:

@@ -154,6 +154,8 @@ def test_a_lost_worker_node_loses_no_trial_and_no_epoch(
     # A lane's surviving rank fails the trial (its collectives are out of step): Tune retries it on the restarted lane
     assert events and all("lost: trial" in line and "(retry " in line and " of 2)" in line for line in events), text[-4000:]
     assert "Trial task failed for trial" not in text, "one line per event from raymlops, not Tune's traceback"
+    for ray_paragraph in ("Error in training function", "Graceful shutdown of backend failed", "[state-dump]"):
+        assert ray_paragraph not in text, f"Ray's paragraph about the lost node ({ray_paragraph}) is not forwarded"
     print("\n".join(events))
 
 

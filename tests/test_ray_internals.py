@@ -144,12 +144,12 @@ def test_driver_log_printer_is_wrapped_in_both_places(monkeypatch: pytest.Monkey
     printed: list[list[str]] = []
     monkeypatch.setattr(worker, "print_to_stdstream", lambda data, ignore_prefix: printed.append(data["lines"]))
     monkeypatch.setattr(dispatcher, "handlers", [("ray_print_logs", lambda data: None)])
-    assert ray_internals.wrap_driver_log_printer(lambda line: "noise" not in line)
+    assert ray_internals.wrap_driver_log_printer(lambda lines: [line for line in lines if "noise" not in line])
     dispatcher.emit({"lines": ["kept", "noise here"], "pid": 1})
     worker.print_to_stdstream({"lines": ["noise"]}, ignore_prefix=False)  # the error channel's path
     worker.print_to_stdstream({"lines": ["error"]}, ignore_prefix=False)
     assert printed == [["kept"], ["error"]]
-    assert ray_internals.wrap_driver_log_printer(lambda line: True)  # once only
+    assert ray_internals.wrap_driver_log_printer(lambda lines: lines)  # once only
     assert [name for name, _ in dispatcher.handlers] == ["ray_print_logs"]
 
 

@@ -27,6 +27,27 @@ BENIGN_LINES = (
     re.compile(r"PYTHON worker processes have been started on node"),
     # Ray Tune's INFO line from a trial actor after each checkpoint (the checkpoint is in the trial's folder)
     re.compile(r"^Checkpoint successfully created at: Checkpoint\("),
+    # the GCS freeing a lost node's bundles of a placement group: the node is gone, so are they
+    re.compile(r"gcs_placement_group_scheduler\.cc:\d+: Failed to remove \d+ bundle\(s\) for placement group \w+ at node"),
+)
+
+
+# What Ray forwards when a worker node is lost (a spot reclaim), which the search says in one line per trial
+# instead (search.live_progress). A block starts at a line matching the first pattern and ends at the first
+# empty line or the batch's end; it is dropped only if it contains the second.
+NODE_LOSS_BLOCKS = (
+    # a DDP worker whose peer on the lost node went: the collective's error, raised in every survivor
+    (re.compile(r"^Error in training function:"), re.compile(r"Connection (reset|closed) by peer")),
+    # Ray Train's controller tearing down a group whose worker died ("This is expected": Ray's own words)
+    (re.compile(r"^Graceful shutdown of backend failed\. This is expected if one of the workers has crashed"), re.compile("")),
+)
+# Ray's paragraphs about a node that went, cut to their first sentence (the raylet's own log keeps the rest):
+# the matching line (or message) is shortened and the indented lines that follow it are dropped.
+NODE_GONE = (
+    re.compile(
+        r"^(The node with node id: \w+ .*?has been marked dead because the detector has missed too many heartbeats)", re.S
+    ),
+    re.compile(r"^(Raylet is terminated\. Termination is unexpected)", re.S),
 )
 
 
@@ -34,10 +55,42 @@ def is_benign(line: str) -> bool:
     return any(p.search(line) for p in BENIGN_LINES)
 
 
+def kept_lines(lines: list[str]) -> list[str]:
+    """One batch of what Ray prints on the driver (one process's lines, or one error-channel message), less
+    BENIGN_LINES and NODE_LOSS_BLOCKS, with NODE_GONE paragraphs cut short; nothing else changed."""
+    out, i = [], 0
+    while i < len(lines):
+        end = _node_loss_block_end(lines, i)
+        if end is not None:
+            i = end
+            continue
+        gone = next((m for m in (p.match(lines[i]) for p in NODE_GONE) if m), None)
+        if gone:
+            out.append(f"{gone.group(1)} (the rest is in its raylet log)")
+            i += 1
+            while i < len(lines) and lines[i][:1] in (" ", "\t"):
+                i += 1
+            continue
+        if not is_benign(lines[i]):
+            out.append(lines[i])
+        i += 1
+    return out
+
+
+def _node_loss_block_end(lines: list[str], i: int) -> int | None:
+    """Where the NODE_LOSS_BLOCKS block starting at lines[i] ends (past its empty line), if one starts there."""
+    for start, must in NODE_LOSS_BLOCKS:
+        if start.search(lines[i]):
+            end = next((j for j in range(i + 1, len(lines)) if not lines[j].strip()), len(lines))
+            if must.search("\n".join(lines[i:end])):
+                return end + 1
+    return None
+
+
 def filter_worker_logs() -> bool:
-    """Drop BENIGN_LINES from what Ray prints on the driver, and nothing else; False (and nothing changed)
-    when this Ray lays its printing out differently (ray_internals.wrap_driver_log_printer)."""
-    return ray_internals.wrap_driver_log_printer(lambda line: not is_benign(line))
+    """Print only kept_lines of what Ray prints on the driver; False (and nothing changed) when this Ray lays
+    its printing out differently (ray_internals.wrap_driver_log_printer)."""
+    return ray_internals.wrap_driver_log_printer(kept_lines)
 
 
 class _TokenAuthDefault(logging.Filter):
