@@ -18,6 +18,7 @@ from raymlops.config.schema import Config, ScalingConfig
 from raymlops.core.errors import UserError
 from raymlops.core.redact import is_secret_key
 from raymlops.launch import ray_auth, ray_output
+from raymlops.launch.room import worker_slots
 
 log = logging.getLogger(__name__)
 DRIVER_RESOURCES = {"CPU": 0, "memory": 64 * 1024**2}  # a trial driver only waits on its worker group
@@ -184,7 +185,7 @@ def max_parallel_groups(config: Config, per_worker: dict[str, float]) -> int:
 
     n_workers = config.scaling.num_workers
     per_node = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
-    slots = sum(min(int(node.get(k, 0) // v + 1e-9) for k, v in per_worker.items() if v > 0) for node in per_node)
+    slots = sum(worker_slots(node, per_worker) for node in per_node)
     autoscale = config.scaling.autoscale
     if autoscale is not False:
         types = autoscaler_node_types(config)

@@ -29,8 +29,8 @@ def room_now(per_worker: dict[str, float]) -> Room:
     return Room(
         total=_summed(totals.values(), per_worker),
         free=_summed(available.values(), per_worker),
-        slots_total=sum(_fits(node, per_worker) for node in totals.values()),
-        slots_free=sum(_fits(available.get(node_id, {}), per_worker) for node_id in totals),
+        slots_total=sum(worker_slots(node, per_worker) for node in totals.values()),
+        slots_free=sum(worker_slots(available.get(node_id, {}), per_worker) for node_id in totals),
     )
 
 
@@ -72,7 +72,8 @@ def shown(resources: dict[str, float]) -> str:
     return ", ".join(f"{v:g} {k}" for k, v in sorted(resources.items())) or "nothing"
 
 
-def _fits(node: dict[str, float], per_worker: dict[str, float]) -> int:
+def worker_slots(node: dict[str, float], per_worker: dict[str, float]) -> int:
+    """How many workers of per_worker fit in one node's resources (a worker's bundle cannot span nodes)."""
     counts = [int(node.get(k, 0) // v + 1e-9) for k, v in per_worker.items() if v > 0]
     return min(counts) if counts else 0
 
