@@ -233,3 +233,12 @@ def resources_per_node() -> tuple[dict[str, dict[str, float]], dict[str, dict[st
     from ray._private.state import available_resources_per_node, total_resources_per_node
 
     return dict(total_resources_per_node()), dict(available_resources_per_node())
+
+
+def draining_nodes() -> dict[str, int]:
+    """Nodes being drained (`ray drain-node`, the autoscaler's and KubeRay's spot notice): {node id: deadline in ms
+    since the epoch, 0 = none}. Ray Train V2 polls the same call for its own worker groups; a trial that trains in
+    its Tune actor has no Train controller to ask, so its search's scheduler asks (search.drain_moves)."""
+    from ray._private.state import state
+
+    return dict(state.get_draining_nodes() or {})

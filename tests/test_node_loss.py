@@ -10,6 +10,7 @@ search must exit 0 only because nothing was lost.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -160,15 +161,18 @@ def test_a_lost_worker_node_loses_no_trial_and_no_epoch(
 DRAIN_DEADLINE_S = 20
 
 
+@pytest.mark.parametrize("workers", [2, 1], ids=["DDP lane", "1-worker trials"])
 def test_a_preemption_notice_moves_the_trial_before_the_node_goes(
-    cluster: dict[str, Any], store: dict[str, str], tmp_path: Path
+    cluster: dict[str, Any], store: dict[str, str], tmp_path: Path, workers: int
 ) -> None:
-    """`ray drain-node` with reason preemption and a deadline on the worker node, once the DDP trial (a lane over
-    both nodes) has logged an epoch; a replacement joins at once, as the autoscaler adds one. The trial trains no
-    further on the drained node: at the deadline Ray Train moves the lane to the head and the replacement and
-    the trial resumes from the epoch it had checkpointed. Nothing is trained twice or lost, and the move is not
-    charged to train.max_failures (0 here: a failure would end the trial). The reclaim itself (the node's
-    processes killed) is the node-loss test above; `ray drain-node` kills nothing."""
+    """`ray drain-node` with reason preemption and a deadline on the worker node, once a trial there has logged an
+    epoch; a replacement joins at once, as the autoscaler adds one. The trial trains no further on the drained
+    node and resumes elsewhere from the epoch it had checkpointed. A DDP lane (over both nodes) waits for the
+    deadline, when Ray Train moves it to the head and the replacement. 1-worker trials (one per node) train in
+    their Tune actors: the one on the drained node is paused by the search's scheduler at its epoch boundary and
+    resumed on the replacement at once. Nothing is trained twice or lost, and the move is not charged to
+    train.max_failures (0 here: a failure would end the trial). The reclaim itself (the node's processes killed)
+    is the node-loss test above; `ray drain-node` kills nothing."""
     uri = store["mlflow.tracking_uri"]
     epochs = 4
     log = tmp_path / "search.log"
@@ -176,24 +180,18 @@ def test_a_preemption_notice_moves_the_trial_before_the_node_goes(
         cluster,
         store,
         log,
-        "scaling.num_workers=2",
-        "tune.num_samples=1",
+        f"scaling.num_workers={workers}",
+        f"tune.num_samples={3 - workers}",  # a lane over both nodes, or a 1-worker trial per node
         f"train.epochs={epochs}",
         "data.num_train=6000",  # epochs of ~9 s: the notice (`ray drain-node`'s start-up + Ray's poll) lands mid-epoch
         "train.max_failures=0",
     )
+    c = tracking.client(uri)
     try:
-        drain = [str(VENV_BIN / "ray"), "drain-node", "--address", cluster["gcs"], "--node-id", cluster["worker_id"]]
-        drain += ["--reason", "DRAIN_NODE_REASON_PREEMPTION", "--reason-message", "spot reclaim (test)"]
-        done = subprocess.run(
-            [*drain, "--deadline-remaining-seconds", str(DRAIN_DEADLINE_S)],
-            env=node_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        drained_at = time.time()
-        assert done.returncode == 0, done.stdout + done.stderr
+        if workers == 1:
+            wait_until(lambda: [len(epoch_steps(c, r.info.run_id)) > 0 for r in trial_runs(uri)] == [True] * 2, 120,
+                       what="both trials' first epochs", log=log)  # fmt: skip
+        drained_at = drain(cluster)
         replacement = cluster["replace"]()
         wait_until(lambda: len(alive_nodes(cluster["gcs"])) == 3, 60, what="the replacement node", log=replacement.log)
         noticed = wait_until(
@@ -203,30 +201,53 @@ def test_a_preemption_notice_moves_the_trial_before_the_node_goes(
             log=log,
         )
         assert noticed and search.poll() is None, log.read_text()[-4000:]
-        wait_until(
-            lambda: epochs_logged(uri) > notice_epoch(log) or search.poll() is not None,
-            180,
-            what="an epoch after the move",
-            log=log,
-        )
         text = finish(search, log, timeout_s=300)
     finally:
         if search.poll() is None:
             search.kill()
-    (run,) = trial_runs(uri)
-    c = tracking.client(uri)
-    assert run.info.status == "FINISHED" and epoch_steps(c, run.info.run_id) == list(range(1, epochs + 1)), "each epoch once"
-    moved_from = notice_epoch(log)
+    runs = trial_runs(uri)
+    assert all(r.info.status == "FINISHED" and epoch_steps(c, r.info.run_id) == list(range(1, epochs + 1)) for r in runs)
+    moved_from, moved_run = notice_epoch(log), notice_run(log)
+    (run,) = [r for r in runs if r.info.run_id == moved_run]
     resumes = [(m.step, m.value) for m in c.get_metric_history(run.info.run_id, RESUMES)]
     assert resumes == [(moved_from, 1.0)], f"one restart, from the epoch checkpointed at the notice: {resumes}"
     after = {m.step: m.timestamp / 1000 for m in c.get_metric_history(run.info.run_id, "val_acc")}
-    assert after[moved_from + 1] >= drained_at + DRAIN_DEADLINE_S - 2, (
-        "the next epoch was trained after the move, not on the drained node"
-    )
-    assert "worker group was restarted by Ray Train (a node or worker lost or preempted): it continues from epoch" in text
+    if workers == 2:
+        assert after[moved_from + 1] >= drained_at + DRAIN_DEADLINE_S - 2, "trained after the move, not on the drained node"
+        assert "worker group was restarted by Ray Train (a node or worker lost or preempted): it continues from" in text
+    else:
+        nodes = epoch_nodes(Path(store["storage_path"]), moved_run)
+        assert nodes[moved_from] == cluster["worker_id"], f"the notice names the drained node: {nodes}"
+        assert cluster["worker_id"] not in [nodes[e] for e in range(moved_from + 1, epochs + 1)], nodes
+        assert after[moved_from] < drained_at + DRAIN_DEADLINE_S, f"left at the epoch boundary, before the deadline: {after}"
     print(
         f"notice at epoch {moved_from}; epoch {moved_from + 1} logged {after[moved_from + 1] - drained_at:.1f} s after the drain"
     )
+
+
+def drain(cluster: dict[str, Any]) -> float:
+    """`ray drain-node` of the worker node, reason preemption, DRAIN_DEADLINE_S to go; the time it was accepted."""
+    cmd = [str(VENV_BIN / "ray"), "drain-node", "--address", cluster["gcs"], "--node-id", cluster["worker_id"]]
+    cmd += ["--reason", "DRAIN_NODE_REASON_PREEMPTION", "--reason-message", "spot reclaim (test)"]
+    cmd += ["--deadline-remaining-seconds", str(DRAIN_DEADLINE_S)]
+    done = subprocess.run(cmd, env=node_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return time.time()
+
+
+def epoch_nodes(storage: Path, run_id: str) -> dict[int, str]:
+    """Epoch -> the node it was trained on, from Tune's result.json of the trial that logs to MLflow run run_id."""
+    rows = [json.loads(line) for f in storage.rglob("result.json") for line in f.read_text().splitlines() if line.strip()]
+    return {int(r["epoch"]): r["node_id"] for r in rows if r.get("mlflow_run_id") == run_id}
+
+
+def notice_run(log: Path) -> str:
+    """The MLflow run the preemption notice names."""
+    import re
+
+    found = re.search(r"is being preempted .*checkpointed at epoch \d+ \(MLflow run (\w+)\)", log.read_text())
+    assert found, "the notice names the trial's MLflow run"
+    return found.group(1)
 
 
 def notice_epoch(log: Path) -> int:

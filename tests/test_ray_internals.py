@@ -218,3 +218,13 @@ def test_lean_torch_trainer_drops_only_the_dataset_manager_callback(tmp_path: Pa
     assert kept == [cls for cls in stock if cls is not DatasetsCallback]
     with_data = build(lean, datasets={"train": lambda: None})  # a dataset factory: never called here
     assert DatasetsCallback in [type(cb) for cb in with_data._create_default_callbacks()]
+
+
+def test_draining_nodes_reads_the_state_api_ray_train_polls() -> None:
+    """draining_nodes() is the call Ray Train V2's preemption watcher makes (the live check, `ray drain-node` on a
+    token-auth cluster: tests/test_node_loss.py)."""
+    from ray._private.state import state
+    from ray.train.v2._internal.execution import preemption
+
+    assert not inspect.signature(state.get_draining_nodes).parameters
+    assert "get_draining_nodes()" in inspect.getsource(preemption._get_draining_nodes)

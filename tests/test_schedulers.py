@@ -160,3 +160,61 @@ def test_mode_auto_promotes_in_process_trials_and_stops_ddp_trials() -> None:
     assert isinstance(build_scheduler(_cfg("scaling.num_workers=2", "scheduler.mode=promote")), PromotionASHA)
     with pytest.raises(UserError, match=r"scheduler\.mode='halve'"):
         _cfg("scheduler.mode=halve")
+
+
+# ------------------------------------------------------------------ moving off a draining node (1-worker trials)
+
+
+class _Placed(_Trial):
+    """A trial with the resources Tune would reserve for it (update_resources as Tune's Trial has it)."""
+
+    def __init__(self, trial_id: str) -> None:
+        from ray import tune
+
+        super().__init__(trial_id, 0.5)
+        self.placement_group_factory = tune.PlacementGroupFactory([{"CPU": 1.0}])
+
+    def update_resources(self, resources: Any) -> None:
+        assert self.status != Trial.RUNNING, "Tune refuses new resources for a running trial"
+        self.placement_group_factory = resources
+
+
+def test_a_trial_on_a_draining_node_is_paused_and_resumed_first_off_that_node(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only 1-worker trials get the move (Ray Train moves DDP lanes); the scheduler's own decisions come first:
+    a STOP stays a STOP, the last epoch is not moved, a node not draining changes nothing."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from raymlops import ray_internals
+    from raymlops.search.drain_moves import MovesOffDrainingNodes
+
+    draining = {"bad" * 18 + "00": 0}
+    monkeypatch.setattr(ray_internals, "draining_nodes", lambda: dict(draining))
+    assert not isinstance(build_scheduler(_cfg("scaling.num_workers=2")), MovesOffDrainingNodes)
+    sched = build_scheduler(_cfg("scheduler=fifo", "train.epochs=3"))
+    assert isinstance(sched, FIFOScheduler) and isinstance(sched, MovesOffDrainingNodes)
+    ctl = _Controller(_Searcher([], max_concurrent=2))
+    moved, other = _Placed("moved"), _Placed("other")
+    ctl.trials = [other, moved]
+    for t in ctl.trials:
+        t.status = Trial.RUNNING
+    on = {"node_id": "bad" * 18 + "00", "mlflow_run_id": "r1"}
+    assert sched.on_trial_result(ctl, other, {"epoch": 1, "node_id": "a" * 56}) == TrialScheduler.CONTINUE
+    assert sched.on_trial_result(ctl, other, {"epoch": 3, **on}) == TrialScheduler.CONTINUE, "its last epoch: done"
+    with caplog.at_level("WARNING"):
+        assert sched.on_trial_result(ctl, moved, {"epoch": 1, **on}) == TrialScheduler.PAUSE
+    assert "node badbadbadbad is being preempted (gone soon): trial moved checkpointed at epoch 1 (MLflow run r1)" in caplog.text
+    assert "resumes from epoch 2 on the nodes left" in caplog.text
+    moved.status = Trial.PAUSED
+    ctl.trials.append(_Placed("new"))  # a PENDING trial waits: the moved one has epochs to keep
+    assert sched.choose_trial_to_run(ctl) is moved
+    pgf = moved.placement_group_factory
+    assert pgf.bundles == [{"CPU": 1.0}] and pgf != other.placement_group_factory, "no cached actor fits it"
+    assert pgf._bound.kwargs["bundle_label_selector"] == [{"ray.io/node-id": f"!in({'bad' * 18}00)"}]
+    sched.on_trial_complete(ctl, moved, {})
+    assert sched.choose_trial_to_run(ctl) is ctl.trials[-1] and not sched.moving
+
+    asha = build_scheduler(_cfg("scheduler=asha", "scheduler.mode=stop", "train.epochs=3"))
+    monkeypatch.setattr(ASHAScheduler, "on_trial_result", lambda *_: TrialScheduler.STOP)
+    assert asha.on_trial_result(ctl, other, {"epoch": 1, **on}) == TrialScheduler.STOP, "the scheduler's STOP stands"

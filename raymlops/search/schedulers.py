@@ -11,12 +11,20 @@ from raymlops.config import choices
 from raymlops.config.objectives import is_multi_objective
 from raymlops.config.schema import Config, ScalingConfig, SchedulerConfig
 from raymlops.launch.executors import executor_class
+from raymlops.search.drain_moves import moving_off_draining_nodes
 from raymlops.search.population import build_population
 from raymlops.search.promotion_asha import PromotionASHA
 
 
 def build_scheduler(config: Config) -> Any:
+    """The search's Tune scheduler; trials that train in their Tune actor also move off a draining node."""
+    scheduler = _scheduler_of_its_kind(config)
+    if executor_class(config.scaling).cheap_pause:  # DDP lanes: Ray Train moves their worker groups itself
+        return moving_off_draining_nodes(scheduler, last_epoch=config.train.epochs)
+    return scheduler
 
+
+def _scheduler_of_its_kind(config: Config) -> Any:
     sched = config.scheduler
     max_t = config.train.epochs
     common: dict[str, Any] = {"time_attr": "training_iteration"}  # metric and mode come from TuneConfig, set once
