@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from typing import Any
 
@@ -12,13 +14,16 @@ from raymlops.config.contract import Launch, RunContract
 from raymlops.config.schema import Config
 from raymlops.launch import cluster
 from raymlops.launch.job_progress import EpochProgress
-from raymlops.tracking import ensure_experiment, lineage, retrying
+from raymlops.tracking import client, ensure_experiment, lineage, retrying
 from raymlops.training.loop import train_loop_per_worker
 
 
 def start(config: Config, argv: list[str]) -> Launch:
     """Join Ray, resolve GPUs, refuse infeasible groups, open the MLflow experiment (after launch.preflight)."""
+    opening = threading.Thread(target=_open_store, args=(config.mlflow.tracking_uri,), name="raymlops-open-store", daemon=True)
+    opening.start()  # MLflow's store opens while Ray starts: the driver mostly waits on Ray's processes meanwhile
     cluster.connect(config)
+    opening.join()
     gpu = cluster.use_gpu(config)
     per_worker = cluster.worker_resources(config.scaling, gpu)
     groups = cluster.check_feasible(config, per_worker)
@@ -28,6 +33,15 @@ def start(config: Config, argv: list[str]) -> Launch:
         mcfg.retry_seconds,
     )
     return Launch(mcfg.tracking_uri, experiment_id, gpu, per_worker, lineage(config, argv), groups)
+
+
+def _open_store(tracking_uri: str) -> None:
+    """Build the process's MLflow client (a new SQLite store migrates its schema: ~1.5 s on 2 cores). A failure
+    here is left to the first real call, which retries what is transient and says what to fix."""
+    try:
+        client(tracking_uri)
+    except Exception as err:  # reported by ensure_experiment's own call, with its retries
+        logging.getLogger(__name__).debug("opening the MLflow store while Ray starts: %s", err)
 
 
 def run_config_for_train(config: Config, name: str, storage_path: str, callbacks: list[Any] | None = None) -> Any:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -21,16 +24,15 @@ from raymlops.tracking.log_batch import MAX_PARAM_LEN
 
 def lineage(config: Config, argv: list[str]) -> dict[str, str]:
     """Tags that say where a run came from; taken on the driver, where the working tree is."""
-    import mlflow  # here, not at the top: only the driver takes lineage, and these imports cost seconds
+    import mlflow  # here, not at the top: only the driver takes lineage, and it has imported both by now
     import ray
-    import torch
-    import torchvision
 
+    torch, torchvision = package_version("torch"), package_version("torchvision")
     return {
         "raymlops.git_sha": _git("rev-parse", "HEAD") or "unknown",
         "raymlops.git_dirty": str(bool(_git("status", "--porcelain"))).lower(),
         "raymlops.version": __version__,
-        "raymlops.versions": f"ray={ray.__version__} torch={torch.__version__} torchvision={torchvision.__version__} "
+        "raymlops.versions": f"ray={ray.__version__} torch={torch} torchvision={torchvision} "
         f"mlflow={mlflow.__version__} python={platform.python_version()}",
         "raymlops.command": redact_text(" ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *argv])),
         "raymlops.overrides": redact_text(" ".join(config.overrides)) or "(none)",
@@ -38,6 +40,27 @@ def lineage(config: Config, argv: list[str]) -> dict[str, str]:
         "raymlops.host": platform.node(),
         **origin_tags(),
     }
+
+
+def package_version(name: str) -> str:
+    """An installed package's version as its own `__version__` says it (torch's '2.14.1+cu130' names its CUDA
+    build; the wheel's metadata says only '2.14.1'), read from its version.py without importing the package: the
+    search driver trains nothing, and importing torchvision costs it ~2 s (torch._dynamo, via torchvision.ops)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return str(module.__version__)
+    spec = importlib.util.find_spec(name)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        version_py = Path(folder) / "version.py"
+        found = (
+            re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", version_py.read_text(), re.M) if version_py.is_file() else None
+        )
+        if found:
+            return found.group(1)
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def origin_tags() -> dict[str, str]:
