@@ -161,3 +161,24 @@ def test_left_estimate() -> None:
     assert left_estimate(60.0, 0, 8) == "?"
     assert left_estimate(60.0, 2, 8) == "~3m00s"
     assert left_estimate(60.0, 8, 8) == "0m00s"
+
+
+ENDED_ACTOR_TRACEBACK = [  # a reused Tune actor ended with SIGTERM after the search (Ray 2.60, Python 3.11)
+    "Exception ignored in: <function WeakSet.__init__.<locals>._remove at 0x7ff9c4346480>",
+    "Traceback (most recent call last):",
+    '  File "/root/.pyenv/versions/3.11.7/lib/python3.11/_weakrefset.py", line 39, in _remove',
+    "    def _remove(item, selfref=ref(self)):",
+    "",
+    '  File "/work/main/.venv/lib/python3.11/site-packages/ray/_private/worker.py", line 1063, in sigterm_handler',
+    "    raise_sys_exit_with_custom_error_message(",
+    '  File "python/ray/_raylet.pyx", line 712, in ray._raylet.raise_sys_exit_with_custom_error_message',
+    "SystemExit: 1",
+]
+
+
+def test_an_ended_actors_sigterm_traceback_is_dropped_and_other_ignored_exceptions_kept() -> None:
+    assert kept_lines([*ENDED_ACTOR_TRACEBACK, "Done"]) == ["Done"]
+    other = [ENDED_ACTOR_TRACEBACK[0], "Traceback (most recent call last):", '  File "x.py", line 1, in f', "KeyError: 1"]
+    assert kept_lines(other) == other, "an exception ignored for another reason is still shown"
+    no_exit = ENDED_ACTOR_TRACEBACK[:-1]
+    assert kept_lines(no_exit) == no_exit, "cut off before its SystemExit line: kept"

@@ -51,6 +51,14 @@ NODE_GONE = (
 )
 
 
+# A reused Tune actor that Tune ends with SIGTERM once the search is done, caught in one of Python's weakref
+# callbacks: Ray's SIGTERM handler raises SystemExit there and Python prints "Exception ignored in: ..." with the
+# traceback (seen once in 8 tiny searches here, after every trial had finished). The block runs from its first line
+# to the SystemExit line and is dropped only if Ray's sigterm_handler raised it.
+ENDED_ACTOR_BLOCK = (re.compile(r"^Exception ignored in: "), re.compile(r"^SystemExit: "), re.compile(r"in sigterm_handler$"))
+ENDED_ACTOR_MAX_LINES = 20
+
+
 def is_benign(line: str) -> bool:
     return any(p.search(line) for p in BENIGN_LINES)
 
@@ -60,7 +68,7 @@ def kept_lines(lines: list[str]) -> list[str]:
     BENIGN_LINES and NODE_LOSS_BLOCKS, with NODE_GONE paragraphs cut short; nothing else changed."""
     out, i = [], 0
     while i < len(lines):
-        end = _node_loss_block_end(lines, i)
+        end = _node_loss_block_end(lines, i) or _ended_actor_block_end(lines, i)
         if end is not None:
             i = end
             continue
@@ -85,6 +93,18 @@ def _node_loss_block_end(lines: list[str], i: int) -> int | None:
             if must.search("\n".join(lines[i:end])):
                 return end + 1
     return None
+
+
+def _ended_actor_block_end(lines: list[str], i: int) -> int | None:
+    """Where the ENDED_ACTOR_BLOCK starting at lines[i] ends (past its SystemExit line), if one starts there."""
+    start, last, raised_by = ENDED_ACTOR_BLOCK
+    if not start.search(lines[i]):
+        return None
+    window = lines[i : i + ENDED_ACTOR_MAX_LINES]
+    end = next((j for j, line in enumerate(window) if last.search(line)), None)
+    if end is None or not any(raised_by.search(line.rstrip()) for line in window[:end]):
+        return None
+    return i + end + 1
 
 
 def filter_worker_logs() -> bool:
