@@ -74,7 +74,7 @@ notebook: install ## JupyterLab on 127.0.0.1:8888 over notebooks/ (the notebook 
 	$(PY) -m pip install -q -e '.[dev,notebook]'
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --port 8888 --no-browser --notebook-dir notebooks
 
-test: install ## every tier, always: the always-on tests, then the slow tier; ends with each tier's wall and CPU time
+test: install ## every tier, always: always-on and slow tests in one parallel pass, then the serial ones; ends with each pass's wall and CPU time
 	$(PY) tests/run_tiers.py $(PYTEST_ARGS)
 
 test-fast: install ## unit tests only (no Ray cluster)

@@ -28,32 +28,33 @@ def pytest_configure(config: Any) -> None:
         "slow: long-running",
         "cluster: starts extra servers or Ray nodes",
         "gpu: needs CUDA",
-        "serial: runs after its tier's parallel part, with the machine to itself (tests/run_tiers.py)",
+        "serial: runs after every tier's parallel pass, with the machine to itself (tests/run_tiers.py)",
     ):
         config.addinivalue_line("markers", mark)
 
 
-# Test files by their share of a tier's time, longest first (`make test` prints --durations): pytest-xdist
+# Test files by their share of the suite's time, longest first (`make test` prints --durations): pytest-xdist
 # hands whole files to its workers in this order, so no long file starts last and leaves one worker idle.
-HEAVY_FIRST = [
+HEAVY_FIRST = [  # both tiers, by each file's seconds in a `make test` of 2026-12-05 (its non-serial tests)
     "test_faults",
-    "test_concurrency",
+    "test_node_loss",
     "test_search_e2e",
+    "test_concurrency",
+    "test_multinode",
     "test_server_team",
-    "test_browser",
     "test_pipelines",
-    "test_tracking_server",
+    "test_api",
     "test_lanes",
     "test_autoscaling",
-    "test_multinode",
     "test_monitoring",
+    "test_browser",
+    "test_tracking_server",
     "test_serving",
-    "test_api",
     "test_notebook",
-    "test_bad_inputs",
     "test_search_beyond_asha",
-    "test_security",
     "test_train_e2e",
+    "test_security",
+    "test_bad_inputs",
 ]
 
 
