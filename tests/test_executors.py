@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from ray import tune
 
 from raymlops.config import Config, compose
 from raymlops.config.contract import Launch
 from raymlops.launch import cluster
-from raymlops.launch.executors import choose_executor, executor_class
+from raymlops.launch.executors import choose_executor, executor_class, own_trainer
 from raymlops.launch.executors.choice import for_trial
 from raymlops.launch.executors.in_actor import InActorExecutor
 from raymlops.launch.executors.lane_book import Lane, LaneBook
@@ -35,7 +36,15 @@ def test_one_executor_per_search_from_its_scaling() -> None:
     assert InActorExecutor.reuses_actors and WarmLaneExecutor.reuses_actors and not OwnTrainerExecutor.reuses_actors
 
 
-def test_resources_and_callbacks() -> None:
+class _Node:  # what ray.get_runtime_context() answers on the search driver: only its node id is asked
+    def get_node_id(self) -> str:
+        return "node-1"
+
+
+def test_resources_and_callbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No Ray here: a Ray call would start one, or join whatever cluster this machine last ran `ray start --head` for
+    # (Ray's /tmp/ray/ray_current_cluster), which hung this test once that head was gone.
+    monkeypatch.setattr(own_trainer.ray, "get_runtime_context", _Node)
     search = LAUNCH.run("search", "s-1", "s-1", log_model=False)
     in_actor = choose_executor(_cfg(), search)
     assert in_actor.resources().bundles == [{"CPU": 1.0}] and in_actor.callbacks() == []
