@@ -11,7 +11,8 @@ a tier alone (`make test-slow`, `make test-fast`).
 CPU is the whole machine's busy time during a pass (from /proc/stat: user + nice + system, all cores),
 so Ray's daemons, actors and servers the tests start count too; on a machine with nothing else running
 it is the pass's own. Wall much larger than CPU / cores is time the suite spends waiting.
-The exit status is the first failing pass's (pytest's exit 5, "no tests collected", counts as a failure).
+The exit status is the first failing pass's; pytest's exit 5 ("no tests collected", e.g. a -k that picks no serial
+test) counts as a failure only when both passes collected nothing.
 """
 
 from __future__ import annotations
