@@ -38,10 +38,11 @@ def run(argv: list[str]) -> tuple[Config, dict[str, Any]]:
 
     if config.tune.resume not in (False, None, "false"):  # nothing to resume: say so before Ray starts
         check_resumable(config.storage_path, search_name(config.name, config.tune.resume, config.storage_path))
+    from raymlops.launch.executors.base import in_process
     from raymlops.launch.job import start
     from raymlops.search.tuner import run_search
 
-    summary = run_search(config, start(config, argv))
+    summary = run_search(config, start(config, argv, torch_trainer_runs=not in_process(config.scaling)))
     metric = config.tune.metric
     print(
         f"Done: best {metric}={summary['best_' + metric]:.4f} "

@@ -87,7 +87,7 @@ def ray_session() -> Any:
             include_dashboard=True,
             object_store_memory=400 * 1024**2,
             logging_level="WARNING",
-            runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}},
+            env_vars={"PYTHONWARNINGS": "ignore::DeprecationWarning"},
         )
     yield ray
     ray.shutdown()
@@ -144,7 +144,7 @@ def register_smoke_models(tmp: Path) -> dict[str, Any]:
     from raymlops.config.schema import ModelConfig, ModelName
     from raymlops.core import names
     from raymlops.data import load_splits, normalise
-    from raymlops.models import build_model
+    from raymlops.models.small_images import build_model
     from raymlops.post import model_registry
     from raymlops.serving.drift import Reference, shares
     from raymlops.training.model_io import log_model

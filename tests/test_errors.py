@@ -209,7 +209,7 @@ def test_models_are_logged_registered_and_loaded_through_their_own_uri(tmp_path:
     import torch
 
     from raymlops.data import load_splits
-    from raymlops.models import build_model
+    from raymlops.models.small_images import build_model
     from raymlops.post.evaluation import load_logged_model
     from raymlops.serving.batch_inference import model_classes
     from raymlops.training.model_io import log_model

@@ -13,8 +13,8 @@ from ray import tune
 from raymlops.config import Config, compose
 from raymlops.config.contract import Launch
 from raymlops.launch import cluster
-from raymlops.launch.executors import choose_executor, executor_class, own_trainer
-from raymlops.launch.executors.choice import for_trial
+from raymlops.launch.executors import own_trainer
+from raymlops.launch.executors.choice import choose_executor, executor_class, for_trial
 from raymlops.launch.executors.in_actor import InActorExecutor
 from raymlops.launch.executors.lane_book import Lane, LaneBook
 from raymlops.launch.executors.own_trainer import OwnTrainerExecutor

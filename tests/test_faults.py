@@ -23,7 +23,7 @@ from helpers import wait_until
 from raymlops import tracking
 from raymlops.config import Config, compose
 from raymlops.core.names import TAG_RESTARTS
-from raymlops.models import build_model
+from raymlops.models.small_images import build_model
 from raymlops.training import checkpoints, optim
 
 

@@ -61,7 +61,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     import mlflow
 
     from raymlops.data import load_splits
-    from raymlops.models import build_model
+    from raymlops.models.small_images import build_model
     from raymlops.training.model_io import log_model
 
     tmp = tmp_path_factory.mktemp("logged")

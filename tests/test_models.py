@@ -7,7 +7,7 @@ import torch
 
 from raymlops.config.choices import MODELS
 from raymlops.config.schema import ModelConfig, ModelName
-from raymlops.models import build_model, count_params
+from raymlops.models.small_images import build_model, count_params
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -32,7 +32,7 @@ def local_ray(num_cpus: int = 2) -> None:
             num_cpus=num_cpus,
             include_dashboard=True,
             logging_level=logging.ERROR,
-            runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}},
+            env_vars={"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"},
         )
 
 

@@ -47,7 +47,7 @@ def _bare_tune(n: int, storage: str) -> dict[str, float]:
         import torch
 
         from raymlops.data import synthetic
-        from raymlops.models import build_model
+        from raymlops.models.small_images import build_model
 
         (x, y), _, _ = synthetic(256, 64)
         model = build_model(ModelConfig(name=ModelName.fast_cnn, width=8), 3, 10)
@@ -238,7 +238,7 @@ def _bare_pytorch(epochs: int) -> dict[str, float]:
     import torch
 
     from raymlops.data import load_splits, normalise
-    from raymlops.models import build_model
+    from raymlops.models.small_images import build_model
 
     torch.manual_seed(0)
     s = load_splits(DataConfig(name=DatasetName.synthetic, num_train=3000, num_test=200), 0)
@@ -385,7 +385,7 @@ def _documented_loop(config: dict[str, Any]) -> None:
     import torch
 
     from raymlops.data import synthetic
-    from raymlops.models import build_model
+    from raymlops.models.small_images import build_model
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -483,7 +483,7 @@ def bench_gpu(repeats: int, quick: bool) -> tuple[list[dict[str, Any]], float, s
         print("gpu: skipped, no CUDA device")
         return [], float("nan"), ">=0.94 test acc in <=10 s"
     from raymlops.data import augment, load_splits, normalise
-    from raymlops.models import build_model
+    from raymlops.models.small_images import build_model
     from raymlops.training.ops import predict
 
     data = _gpu_data()

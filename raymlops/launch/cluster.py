@@ -6,8 +6,10 @@ Ray Train retries an unschedulable worker group forever (a WorkerGroupStartupTim
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,24 +61,32 @@ def connect(config: Config) -> None:
             env_vars[name] = os.environ[name]
     verbose = bool(config.console.verbose)
     level = logging.INFO if verbose else logging.WARNING
-    kwargs: dict[str, Any] = {"logging_level": level, "runtime_env": {"env_vars": env_vars}}
     if address:
-        info = ray.init(address=address, **kwargs)
+        info = ray.init(address=address, logging_level=level, runtime_env={"env_vars": env_vars})
     else:
         # DDP trials need the dashboard: it serves the state API that Ray Train's PlacementGroupCleaner
         # uses to free the worker group of a trial stopped by ASHA; without it those CPUs leak.
         dashboard = bool(rcfg.include_dashboard) or config.scaling.num_workers > 1
         ray_output.keep_token_auth()
         host = rcfg.dashboard_host
-        info = start_local_cluster(num_cpus=rcfg.num_cpus, include_dashboard=dashboard, dashboard_host=host, **kwargs)
+        info = start_local_cluster(
+            num_cpus=rcfg.num_cpus, include_dashboard=dashboard, dashboard_host=host, env_vars=env_vars, logging_level=level
+        )
     if not verbose:
         ray_output.filter_worker_logs()
     where = f"joined {address}" if address else "started a local cluster"
     print(f"Ray {where}; {ray_output.dashboard_line(getattr(info, 'dashboard_url', None))}", flush=True)
 
 
-def start_local_cluster(*, include_dashboard: bool, dashboard_host: str = "127.0.0.1", **kwargs: Any) -> Any:
+def start_local_cluster(
+    *, include_dashboard: bool, dashboard_host: str = "127.0.0.1", env_vars: dict[str, str] | None = None, **kwargs: Any
+) -> Any:
     """ray.init of a new local cluster (never one a `ray start` left on this machine).
+
+    env_vars reach every Ray process by inheritance (set here while Ray starts its raylet, then put back), not
+    as the job's runtime_env: a worker the raylet prestarts at start-up serves only jobs without a runtime_env,
+    so with one, each of the search's first tasks and actors (lane broker, lane, Train's helpers) waits for a
+    new Python process on busy cores while the prestarted ones idle.
 
     With a dashboard, its port is picked here and RAY_API_SERVER_ADDRESS names it before Ray starts, so every
     state API caller of this cluster asks this cluster: the driver, and (the raylet hands its environment on)
@@ -90,11 +100,27 @@ def start_local_cluster(*, include_dashboard: bool, dashboard_host: str = "127.0
         kwargs["dashboard_port"] = port
     else:
         os.environ.pop("RAY_API_SERVER_ADDRESS", None)  # names no dashboard of this cluster
-    info = ray.init(address="local", include_dashboard=include_dashboard, dashboard_host=dashboard_host, **kwargs)
+    with _environment(env_vars or {}):
+        info = ray.init(address="local", include_dashboard=include_dashboard, dashboard_host=dashboard_host, **kwargs)
     url = getattr(info, "dashboard_url", None) or ""
     if include_dashboard and url and not url.endswith(f":{kwargs['dashboard_port']}"):
         log.warning("the dashboard took %s, not port %s: state API calls may reach another Ray", url, kwargs["dashboard_port"])
     return info
+
+
+@contextlib.contextmanager
+def _environment(env_vars: dict[str, str]) -> Iterator[None]:
+    """These environment variables set in this process meanwhile (Ray's processes started now inherit them)."""
+    before = {name: os.environ.get(name) for name in env_vars}
+    os.environ.update(env_vars)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _free_port(host: str) -> int:

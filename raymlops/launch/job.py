@@ -18,11 +18,14 @@ from raymlops.tracking import client, ensure_experiment, lineage, retrying
 from raymlops.training.loop import train_loop_per_worker
 
 
-def start(config: Config, argv: list[str]) -> Launch:
-    """Join Ray, resolve GPUs, refuse infeasible groups, open the MLflow experiment (after launch.preflight)."""
+def start(config: Config, argv: list[str], torch_trainer_runs: bool = True) -> Launch:
+    """Join Ray, resolve GPUs, refuse infeasible groups, open the MLflow experiment (after launch.preflight).
+    torch_trainer_runs: the command will fit a TorchTrainer (a training job, a search of DDP trials)."""
     opening = threading.Thread(target=_open_store, args=(config.mlflow.tracking_uri,), name="raymlops-open-store", daemon=True)
     opening.start()  # MLflow's store opens while Ray starts: the driver mostly waits on Ray's processes meanwhile
     cluster.connect(config)
+    if torch_trainer_runs:
+        ray_internals.start_train_autoscaling_coordinator()  # its process starts beside the first controller's
     opening.join()
     gpu = cluster.use_gpu(config)
     per_worker = cluster.worker_resources(config.scaling, gpu)

@@ -1,5 +1,3 @@
-"""The models layer: torchvision classifiers adapted to small images, built by name, never with pretrained weights."""
-
-from raymlops.models.small_images import build_model, count_params
-
-__all__ = ["build_model", "count_params"]
+"""The models layer: torchvision classifiers adapted to small images, built by name, never with pretrained weights
+(small_images.build_model). This file imports nothing: `models.device` is used where torch is not loaded (a
+trial's thin driver), and importing the package must not import torch."""

@@ -13,8 +13,8 @@ from raymlops.config.schema import Config, RegistryConfig
 from raymlops.config.tree import from_dict
 from raymlops.core import names
 from raymlops.data import Splits, load_splits
-from raymlops.models import build_model
 from raymlops.models.device import choose_device
+from raymlops.models.small_images import build_model
 from raymlops.post import model_registry
 from raymlops.post.evaluation import evaluate_model, log_evaluation, serving_reference
 from raymlops.post.steps import TrackerSteps

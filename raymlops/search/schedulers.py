@@ -10,7 +10,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 from raymlops.config import choices
 from raymlops.config.objectives import is_multi_objective
 from raymlops.config.schema import Config, ScalingConfig, SchedulerConfig
-from raymlops.launch.executors import executor_class
+from raymlops.launch.executors.choice import executor_class
 from raymlops.search.drain_moves import moving_off_draining_nodes
 from raymlops.search.population import build_population
 from raymlops.search.promotion_asha import PromotionASHA

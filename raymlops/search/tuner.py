@@ -19,7 +19,9 @@ from raymlops.config.schema import Config, MlflowConfig, SchedulerConfig
 from raymlops.config.tree import to_dict
 from raymlops.core import names
 from raymlops.core.redact import redact
-from raymlops.launch.executors import TrialExecutor, choose_executor, run_trial, search_storage
+from raymlops.launch.executors.base import TrialExecutor, search_storage
+from raymlops.launch.executors.choice import choose_executor
+from raymlops.launch.executors.trainable import run_trial
 from raymlops.launch.room import plan_beside_others
 from raymlops.post.finish import finish_search
 from raymlops.search.callbacks import TrialRuns

@@ -20,7 +20,7 @@ from raymlops.config.objectives import needs_costs
 from raymlops.config.schema import Config
 from raymlops.core import names
 from raymlops.data import augment, load_splits, normalise
-from raymlops.models import build_model
+from raymlops.models.small_images import build_model
 from raymlops.tracking import NullLogger, now_ms, retry_or_none
 from raymlops.training.checkpoints import restore, save_checkpoint
 from raymlops.training.costs import model_costs

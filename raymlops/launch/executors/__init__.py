@@ -4,12 +4,7 @@
 - warm_lane: a DDP trial is a thin driver relaying a warm lane (a long-lived TorchTrainer, lane_broker);
 - own_trainer: a DDP trial's driver fits its own TorchTrainer (scaling.warm_workers=false).
 
-search.tuner picks one per search (`choose_executor`) and gives Tune `run_trial` (trainable); nothing else
-knows which kind runs.
+search.tuner picks one per search (`choice.choose_executor`) and gives Tune `trainable.run_trial`; nothing else
+knows which kind runs. This file imports nothing: a lane broker or a trial's thin driver imports only the
+modules it runs (no torch, no Ray Tune in the broker).
 """
-
-from raymlops.launch.executors.base import TrialExecutor, search_storage
-from raymlops.launch.executors.choice import choose_executor, executor_class
-from raymlops.launch.executors.trainable import run_trial
-
-__all__ = ["TrialExecutor", "choose_executor", "executor_class", "run_trial", "search_storage"]
