@@ -113,3 +113,22 @@ def test_raymlops_has_no_import_cycle() -> None:
     assert not missed, f"imports inside functions that grimp's graph lacks: {missed}"
     cycles = _cycles(edges)
     assert not cycles, "import cycles in raymlops:\n" + "\n".join(_describe(graph, c) for c in cycles)
+
+
+def _modules_loaded_by(*modules: str) -> set[str]:
+    """Which heavy libraries a fresh interpreter holds after importing these raymlops modules."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "torchvision", "mlflow", "ray.tune")
+    code = f"import sys\nimport {', '.join(modules)}\nprint(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
+    return set(out.stdout.split())
+
+
+def test_ray_actors_that_do_not_train_import_no_torch() -> None:
+    """Ray imports a module's whole package chain in each process that runs it: the lane broker (an actor
+    started with every DDP search) must load neither torch nor Ray Tune, a DDP trial's thin Tune driver no torch
+    (each cost ~1.3 s of CPU on the cores the lane's first trial is starting on)."""
+    assert _modules_loaded_by("raymlops.launch.executors.lane_broker") == set()
+    assert _modules_loaded_by("raymlops.launch.executors.trainable", "raymlops.launch.executors.warm_lane") == {"ray.tune"}

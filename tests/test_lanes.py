@@ -3,6 +3,7 @@ Ray Train worker groups, read back from MLflow and from Ray's placement-group ta
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,17 @@ def test_promotion_resumes_on_a_lane_and_warm_equals_cold(ray_session: Any, stor
     assert [v for _, v in curve] == pytest.approx([v for _, v in cold_curve], abs=1e-6), "warm (paused, resumed) = cold"
     assert tie[0][1] == pytest.approx(cold_curve[0][1], abs=1e-6), "a trial on a warm worker group = cold"
     assert not _search_placement_groups_left(ray_session)
+
+
+def test_a_local_clusters_env_reaches_workers_by_inheritance(ray_session: Any) -> None:
+    """cluster.start_local_cluster hands its env_vars to Ray's processes by inheritance, not as the job's
+    runtime_env: with one, the workers the raylet prestarts serve no task or actor of the job (each waits for a
+    new process instead), and the driver's own environment is left as it was."""
+    ray = ray_session
+
+    @ray.remote(num_cpus=0)
+    def worker_env() -> str | None:
+        return os.environ.get("PYTHONWARNINGS")
+
+    assert ray.get(worker_env.remote(), timeout=60) == "ignore::DeprecationWarning"
+    assert not ray.get_runtime_context().runtime_env.get("env_vars")
