@@ -19,7 +19,9 @@ from typing import Any
 from helpers import log_tail, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
-PORTS = range(48000, 49000)  # this suite's port range (other suites run on the same machine), per xdist worker
+# This suite's port range (other suites run on the same machine), per xdist worker; below the kernel's ephemeral
+# range, as raynodes.PORTS.
+PORTS = range(26000, 27000)
 
 
 # ------------------------------------------------------------------ processes

@@ -22,7 +22,10 @@ from helpers import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-PORTS = range(46000, 46999)  # this suite's fixed ports, per xdist worker
+# This suite's fixed ports, per xdist worker: below the kernel's ephemeral range (32768-60999 by default), so no
+# socket of another process (a Ray worker's gRPC server, a client connection) takes one between free_ports()
+# and the `ray start` that binds it minutes later (a replacement node's raylet never registered, once in CI).
+PORTS = range(24000, 24999)
 
 
 _TOKEN_FILE: list[Path] = []

@@ -1,7 +1,7 @@
 """Two Ray nodes on loopback: the laptop command with RAY_ADDRESS spreads trials over both, and
 `make submit` (`ray job submit --working-dir .`) runs the same search as a Ray job.
 
-Both nodes are `ray start` processes of our own (1 CPU each, every port pinned in 46000-46999),
+Both nodes are `ray start` processes of our own (1 CPU each, every port pinned in raynodes.PORTS),
 started with the venv first on PATH: a job's `python` entrypoint is looked up on the PATH that
 `ray start` had. They are stopped by session, never with `ray stop`.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import free_port
@@ -124,6 +125,38 @@ def test_a_trial_killed_before_its_first_checkpoint_counts_its_restart(sqlite_ur
     fresh = Progress()
     other = start(fresh, "search/t2")  # a new trial's run: no points yet, not a restart
     assert other.flush(timeout_s=30) and fresh.restarts == 0 and TAG_RESTARTS not in c.get_run(other.run_id).data.tags
+
+
+def test_trials_starting_together_all_log_their_data_set(sqlite_uri: str) -> None:
+    """Trials that start at once log the same data set input into one experiment. MLflow's store looks for the
+    data set's row, then inserts it, so all but one of the concurrent inserts failed on its unique key; the
+    trial's set-up raised and the trial failed (a CI run, two 1-worker trials starting together). Each run
+    gets its input now."""
+    import threading
+
+    c = tracking.client(sqlite_uri)
+    spec = {"name": "synthetic", "digest": "0123abcd", "source": "synthetic://seeded", "profile": {"train": 10}}
+    for round_ in range(3):  # unfixed, 4 rounds of 5 lost the race here
+        experiment = c.create_experiment(f"together-{round_}")
+        runs = [c.create_run(experiment).info.run_id for _ in range(6)]
+        start, errors = threading.Barrier(len(runs)), []
+        threads = [threading.Thread(target=_log_at_once, args=(start, errors, sqlite_uri, run_id, spec)) for run_id in runs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[0]
+        assert all(len(c.get_run(run_id).inputs.dataset_inputs) == 1 for run_id in runs)
+
+
+def _log_at_once(start: Any, errors: list[Exception], uri: str, run_id: str, spec: dict[str, Any]) -> None:
+    from raymlops.tracking.workspace import log_dataset
+
+    start.wait()
+    try:
+        log_dataset(uri, run_id, spec)
+    except Exception as err:
+        errors.append(err)
 
 
 def test_unreachable_server_is_a_user_error() -> None:

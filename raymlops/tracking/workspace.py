@@ -42,7 +42,22 @@ def log_dataset(tracking_uri: str, run_id: str, spec: dict[str, Any], context: s
         source=json.dumps({"uri": spec["source"]}),
         profile=json.dumps(spec.get("profile", {})),
     )
-    client(tracking_uri).log_inputs(run_id, [DatasetInput(dataset, tags=[InputTag(DATA_CONTEXT_TAG, context)])])
+    inputs = [DatasetInput(dataset, tags=[InputTag(DATA_CONTEXT_TAG, context)])]
+    try:
+        client(tracking_uri).log_inputs(run_id, inputs)
+    except Exception as err:
+        if not lost_dataset_insert_race(err):
+            raise
+        client(tracking_uri).log_inputs(run_id, inputs)  # the data set's row exists now: only this run's input is added
+
+
+def lost_dataset_insert_race(err: Exception) -> bool:
+    """Another run logged the same data set into the experiment at the same instant (trials starting together):
+    MLflow's store looks for the data set's row, then inserts it, so one of two concurrent inserts fails on the
+    unique key (SQLite's "UNIQUE constraint failed: datasets...", PostgreSQL's "duplicate key value violates
+    unique constraint"). Its transaction was rolled back; the same call again finds the row and succeeds."""
+    text = str(err).lower()
+    return "dataset" in text and ("unique constraint failed" in text or "violates unique constraint" in text)
 
 
 def copy_datasets(tracking_uri: str, from_run: str, to_run: str) -> None:
