@@ -130,8 +130,8 @@ def test_a_trial_killed_before_its_first_checkpoint_counts_its_restart(sqlite_ur
 def test_trials_starting_together_all_log_their_data_set(sqlite_uri: str) -> None:
     """Trials that start at once log the same data set input into one experiment. MLflow's store looks for the
     data set's row, then inserts it, so all but one of the concurrent inserts failed on its unique key; the
-    trial's set-up raised and the trial failed (a CI run, two 1-worker trials starting together). Each run
-    gets its input now."""
+    trial's set-up raised and the trial failed (two 1-worker trials starting together, in a local run of the
+    node-loss tests). Each run gets its input now."""
     import threading
 
     c = tracking.client(sqlite_uri)
