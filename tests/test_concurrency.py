@@ -107,6 +107,7 @@ def test_tracker_outages_lose_nothing(tmp_path: Path) -> None:
         "tune.num_samples=4",
         "train.epochs=4",
         "data.num_train=3000",
+        "data.image_size=32",  # smoke is 16 px: the outages were sized to epochs at 32 px
         "ray.num_cpus=2",
         "mlflow.retry_seconds=2",
     )
@@ -197,6 +198,7 @@ def concurrent_search(
     epochs: int = 5,
     min_at_once: int = 4,
     num_train: int = 600,
+    image_size: int = 32,
     extra: list[str] | None = None,
 ) -> dict[str, Any]:
     """A tiny FIFO search, 4 trials at a time (4 logical CPUs), in its own process; returns the figures.
@@ -205,7 +207,7 @@ def concurrent_search(
     epochs a trial logged for about 4 s and a CI run saw only 2 of them at once. 5 epochs keep every trial
     logging for about twice the span over which the first four start (4.4 s against 1.7 s, alone on 2 cores), but
     a loaded machine starts the first four new actors further apart, and later trials keep that stagger:
-    num_train=1200 doubles the window for the test that asserts 4."""
+    num_train=1200 doubles the window for the test that asserts 4. Those windows were sized at 32 px (smoke is 16)."""
     spool, storage, log = tmp_path / "spool", tmp_path / "ray_results", tmp_path / "search.log"
     store = {
         "mlflow.tracking_uri": uri,
@@ -221,6 +223,7 @@ def concurrent_search(
         "tune.max_concurrent_trials=4",
         f"train.epochs={epochs}",
         f"data.num_train={num_train}",
+        f"data.image_size={image_size}",
         "data.num_test=100",
         "model.width=8",
         "train.batch_size=50",
@@ -260,7 +263,7 @@ def test_hundred_trials_nothing_lost(tmp_path: Path, backend: str) -> None:
     """The issue's 100-trial tiny search against the embedded store and the MLflow server on PostgreSQL
     (`python -m raymlops.server`): nothing lost, nothing locked, trials logging at once. 2 epochs: 100 trials
     is what is under test here; 4 logging at once is the 12-trial test's."""
-    search = functools.partial(concurrent_search, tmp_path, trials=100, epochs=2, min_at_once=2)
+    search = functools.partial(concurrent_search, tmp_path, trials=100, epochs=2, min_at_once=2, image_size=16)
     if backend == "sqlite":
         counts = search(f"sqlite:///{tmp_path}/mlflow.db")
     else:

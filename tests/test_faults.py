@@ -58,6 +58,7 @@ def test_ddp_worker_killed_resumes_same_run(tmp_path: Path, store: dict[str, str
             "scaling.num_workers=2",
             f"train.epochs={epochs}",
             "data.num_train=4000",
+            "data.image_size=32",  # smoke is 16 px: the kill was sized to land mid-epoch at 32 px
             "train.max_failures=1",
             "checkpoint.num_to_keep=2",
             "ray.num_cpus=2",
@@ -131,6 +132,7 @@ def test_lane_worker_killed_mid_trial_resumes_same_run(tmp_path: Path, store: di
         "scaling.num_workers=2",
         f"train.epochs={epochs}",
         "data.num_train=4000",
+        "data.image_size=32",  # smoke is 16 px: the kill was sized to land mid-epoch at 32 px
         "tune.num_samples=1",
         "scheduler=fifo",
         "train.max_failures=1",
@@ -203,8 +205,7 @@ def test_search_driver_killed_then_resumed(tmp_path: Path, store: dict[str, str]
         "+experiment=smoke",
         f"tune.num_samples={samples}",
         f"train.epochs={epochs}",
-        "data.num_train=3000",
-        "data.image_size=16",  # epochs of a few seconds each: long enough to be caught mid-way, a quarter of the compute
+        "data.num_train=3000",  # 16-px epochs of a few seconds each: long enough to be caught mid-way
         "ray.num_cpus=2",
         "evaluate.enabled=false",
         "scaling.num_workers=2",  # DDP trials on warm lanes: the flagship path, killed and resumed
@@ -405,7 +406,6 @@ def test_ddp_trials_keep_num_to_keep_checkpoints(tmp_path: Path, store: dict[str
         "scheduler=fifo",
         "tune.num_samples=2",
         "train.epochs=3",  # one checkpoint more than num_to_keep
-        "data.image_size=16",  # what is under test is the checkpoint count, not the training
         "scaling.num_workers=2",
         "scaling.cpus_per_worker=0.5",
         "scaling.warm_workers=false",  # the TorchTrainer-per-trial path keeps its own Ray Train runs

@@ -42,6 +42,8 @@ from raymlops.core.names import TAG_RESTARTS, TAG_WORKER_NODES
 from raymlops.training.tracked_run import RESUMES
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(420)]
+# smoke is 16 px; these searches' epochs were sized at 32 px, so that a loss or notice lands while trials train
+PIN_32PX = ["data.image_size=32"]
 EPOCHS = 3
 # The GCS marks a node dead after failure_threshold missed health checks (Ray's default: 5 x 3 s after a
 # 5 s delay); a real cluster keeps the defaults, the test waits less.
@@ -94,7 +96,7 @@ def search_past_its_first_epoch(
 ) -> subprocess.Popen[bytes]:
     """`raymlops.tune` of 2-worker DDP trials (FIFO) joined to the cluster by address, returned once a trial has
     logged its first epoch (killed if it ends or stalls before)."""
-    args = overrides(store, "+experiment=smoke", "scheduler=fifo", "evaluate.enabled=false", *extra)
+    args = overrides(store, "+experiment=smoke", "scheduler=fifo", "evaluate.enabled=false", *PIN_32PX, *extra)
     with log.open("w") as out:
         search = subprocess.Popen(
             [sys.executable, "-m", "raymlops.tune", *args],

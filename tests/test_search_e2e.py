@@ -18,7 +18,7 @@ pytestmark = pytest.mark.ray
 # The scheduler x searcher matrix checks what a search records, not how well it learns: small, quick trials.
 # Not under HyperBand: trials this quick report past its milestones before it pauses them, and Ray Tune's
 # HyperBandScheduler then left two trials PAUSED with nothing running, the driver spinning (seen once with Optuna).
-TINY_DATA = ["data.num_train=600", "data.image_size=16"]
+TINY_DATA = ["data.num_train=600"]
 
 
 def _check_search(uri: str, summary: dict[str, Any], n_trials: int, max_epochs: int) -> list[Any]:
