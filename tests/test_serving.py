@@ -236,8 +236,17 @@ def test_batch_predict_image_folder(champion: dict[str, Any], capsys: pytest.Cap
     for i, png in enumerate(pngs[:5]):
         (flat / f"{i}.png").write_bytes(png)
     out2 = predict_main(
-        overrides(champion["store"], f"model_uri=models:/{NAME}/2", f"data.root={flat}", f"output={tmp / 'out.parquet'}")
+        overrides(  # 5 images, one batch: one predictor actor (the first run sized its pool by the cluster's CPUs)
+            champion["store"],
+            f"model_uri=models:/{NAME}/2",
+            f"data.root={flat}",
+            f"output={tmp / 'out.parquet'}",
+            "predict.num_actors=1",
+        )
     )
+    printed = capsys.readouterr().out
+    assert "Predicting 41 images with 2 actor(s)" in printed, "one predictor per CPU of the 2-CPU cluster by default"
+    assert "Predicting 5 images with 1 actor(s)" in printed, "predict.num_actors sets the pool"
     table = pd.read_parquet(tmp / "out.parquet")
     assert len(table) == 5 and "true_label" not in table.columns and "accuracy" not in out2
     assert np.isfinite(table["probability"]).all()
