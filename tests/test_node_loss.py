@@ -11,6 +11,7 @@ search must exit 0 only because nothing was lost.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -42,8 +43,6 @@ from raymlops.core.names import TAG_RESTARTS, TAG_WORKER_NODES
 from raymlops.training.tracked_run import RESUMES
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(420)]
-# smoke is 16 px; these searches' epochs were sized at 32 px, so that a loss or notice lands while trials train
-PIN_32PX = ["data.image_size=32"]
 EPOCHS = 3
 # The GCS marks a node dead after failure_threshold missed health checks (Ray's default: 5 x 3 s after a
 # 5 s delay); a real cluster keeps the defaults, the test waits less.
@@ -96,7 +95,8 @@ def search_past_its_first_epoch(
 ) -> subprocess.Popen[bytes]:
     """`raymlops.tune` of 2-worker DDP trials (FIFO) joined to the cluster by address, returned once a trial has
     logged its first epoch (killed if it ends or stalls before)."""
-    args = overrides(store, "+experiment=smoke", "scheduler=fifo", "evaluate.enabled=false", *PIN_32PX, *extra)
+    # 32 px (smoke is 16): these searches' epochs were sized at 32 px, so that a loss or notice lands while trials train
+    args = overrides(store, "+experiment=smoke", "scheduler=fifo", "evaluate.enabled=false", "data.image_size=32", *extra)
     with log.open("w") as out:
         search = subprocess.Popen(
             [sys.executable, "-m", "raymlops.tune", *args],
@@ -209,7 +209,7 @@ def test_a_preemption_notice_moves_the_trial_before_the_node_goes(
             search.kill()
     runs = trial_runs(uri)
     assert all(r.info.status == "FINISHED" and epoch_steps(c, r.info.run_id) == list(range(1, epochs + 1)) for r in runs)
-    moved_from, moved_run = notice_epoch(log), notice_run(log)
+    notice_node, moved_from, moved_run = preemption_notice(log)
     (run,) = [r for r in runs if r.info.run_id == moved_run]
     resumes = [(m.step, m.value) for m in c.get_metric_history(run.info.run_id, RESUMES)]
     assert resumes == [(moved_from, 1.0)], f"one restart, from the epoch checkpointed at the notice: {resumes}"
@@ -219,7 +219,7 @@ def test_a_preemption_notice_moves_the_trial_before_the_node_goes(
         assert "worker group was restarted by Ray Train (a node or worker lost or preempted): it continues from" in text
     else:
         drained = cluster["worker_id"]
-        assert notice_node(log) == drained[:12], "the notice names the drained node"
+        assert notice_node == drained[:12], "the notice names the drained node"
         # Tune's result.json once lacked the row of the result that paused the trial (a CI run): the epochs
         # found there put the trial on the drained node up to the notice, and every later epoch elsewhere.
         nodes = epoch_nodes(Path(store["storage_path"]), moved_run)
@@ -249,27 +249,11 @@ def epoch_nodes(storage: Path, run_id: str) -> dict[int, str]:
     return {int(r["epoch"]): r["node_id"] for r in rows if r.get("mlflow_run_id") == run_id}
 
 
-def notice_run(log: Path) -> str:
-    """The MLflow run the preemption notice names."""
-    import re
-
-    found = re.search(r"is being preempted .*checkpointed at epoch \d+ \(MLflow run (\w+)\)", log.read_text())
-    assert found, "the notice names the trial's MLflow run"
-    return found.group(1)
-
-
-def notice_node(log: Path) -> str:
-    """The node (id prefix) the preemption notice names."""
-    import re
-
-    found = re.search(r"node (\w+) is being preempted", log.read_text())
-    assert found, "the notice names the node"
-    return found.group(1)
-
-
-def notice_epoch(log: Path) -> int:
-    """The epoch the preemption notice says the trial was checkpointed at (a large number before the notice)."""
-    import re
-
-    found = re.search(r"is being preempted .*checkpointed at epoch (\d+)", log.read_text())
-    return int(found.group(1)) if found else 10**6
+def preemption_notice(log: Path) -> tuple[str, int, str]:
+    """What the search's preemption notice names: the node (id prefixes), the epoch the trial was checkpointed at,
+    and the trial's MLflow run."""
+    found = re.search(
+        r"node (\w+(?:, \w+)*) is being preempted .*checkpointed at epoch (\d+) \(MLflow run (\w+)\)", log.read_text()
+    )
+    assert found, "the notice names the node, the checkpointed epoch and the trial's MLflow run"
+    return found.group(1), int(found.group(2)), found.group(3)
