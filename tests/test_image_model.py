@@ -97,6 +97,23 @@ def test_logging_a_model_prints_no_warning_a_user_cannot_act_on(logged: dict[str
     assert not [n for n in logged["notices"] if "type hint" in n or "ickle" in n], logged["notices"]
 
 
+def test_logged_model_pins_the_installed_stack_without_importing_torchvision(logged: dict[str, Any]) -> None:
+    """requirements.txt pins what this environment has; a search's driver reads the versions from the installed
+    distributions instead of importing torchvision (2.3 s there, for a version string)."""
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    import mlflow.pyfunc
+
+    pins = Path(mlflow.pyfunc.get_model_dependencies(logged["model_uri"])).read_text().split()
+    for name in ("torch", "torchvision", "pillow"):
+        assert f"{name}=={metadata.version(name).split('+')[0]}" in pins, pins
+    probe = "import sys; from raymlops.training import model_io; model_io._requirements(); print('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_logged_model_takes_images_and_keeps_the_raw_model(logged: dict[str, Any]) -> None:
     import mlflow.pyfunc
     import mlflow.pytorch

@@ -32,7 +32,7 @@ from raymlops.search.resume import check_resumable, search_name
 from raymlops.search.schedulers import build_scheduler
 from raymlops.search.searchers import build_search_alg
 from raymlops.search.warm_start import WarmStart, load_warm_start
-from raymlops.tracking import RunLogger, client, config_params, find_or_create_run, retrying, run_link
+from raymlops.tracking import RunLogger, client, config_params, find_or_create_run, retrying, run_link, warm_model_logging
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ def run_search(config: Config, launch: Launch) -> dict[str, Any]:
         if resuming
         else _new_tuner(config, name, trainable, callbacks, executor, concurrency, _warm_start(config, search, parent))
     )
+    if config.registry.register:
+        warm_model_logging()  # while the trials run: the best one's model is logged after them
     try:
         results = tuner.fit()
     finally:

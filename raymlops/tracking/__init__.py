@@ -18,6 +18,7 @@ from raymlops.tracking.client import (
 )
 from raymlops.tracking.lineage import config_params, lineage, origin_tags
 from raymlops.tracking.logger import NullLogger, RunLogger, logger_for, now_ms
+from raymlops.tracking.model_store import warm_model_logging
 from raymlops.tracking.retry import retry_or_none, retry_or_outage, retrying, transient
 from raymlops.tracking.spool import replay_dir, replay_file, spool_name
 from raymlops.tracking.workspace import copy_datasets, log_dataset, run_link, run_url, tensor_digest
@@ -52,4 +53,5 @@ __all__ = [
     "spool_name",
     "tensor_digest",
     "transient",
+    "warm_model_logging",
 ]
