@@ -4,12 +4,14 @@ is tests/test_node_loss.py::test_a_preemption_notice_moves_the_trial_before_the_
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from ray.train import PreemptionInfo
 
 from raymlops.config import compose
+from raymlops.search.drain_moves import move_notice
 from raymlops.training.loop import preemption_notice, run_training
 from raymlops.training.session import Session
 
@@ -20,6 +22,11 @@ def test_the_notice_says_which_node_when_and_where_the_trial_goes_on() -> None:
     assert line.startswith("node 0123456789ab is being preempted (gone in 20 s): trial checkpointed at epoch 2")
     assert "(MLflow run r1)" in line and "resumes from epoch 3 on the nodes left" in line
     assert "(gone soon)" in preemption_notice(PreemptionInfo(deadline_ms=None, preempted_node_to_ranks={}), 1, None)
+    # the same line when a search's scheduler moves a 1-worker trial, which it names
+    moved = move_notice(
+        "0123456789abcdef0123", 1_020_000, SimpleNamespace(trial_id="t1"), {"epoch": 2, "mlflow_run_id": "r1"}, 1_000.0
+    )  # type: ignore[arg-type]
+    assert moved == line.replace(": trial checkpointed", ": trial t1 checkpointed")
 
 
 def test_the_loop_asks_after_each_epoch_but_the_last() -> None:

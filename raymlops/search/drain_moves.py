@@ -17,7 +17,6 @@ which acts only on results the scheduler itself would let CONTINUE.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from ray import tune
@@ -26,6 +25,7 @@ from ray.tune.schedulers import TrialScheduler
 
 from raymlops import ray_internals
 from raymlops.launch.executors.own_trainer import NODE_ID_LABEL
+from raymlops.training.notices import preemption_line
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +89,9 @@ def keeping_off(resources: Any, nodes: list[str]) -> Any:
 
 
 def move_notice(node: str, deadline_ms: int, trial: Trial, result: dict[str, Any], now_s: float | None = None) -> str:
-    """One console line: which node goes, when, and where the trial goes on from."""
-    left = f"in {max(0.0, deadline_ms / 1000 - (now_s or time.time())):.0f} s" if deadline_ms else "soon"
-    epoch = int(result.get("epoch", 0))
-    run = f" (MLflow run {result['mlflow_run_id']})" if result.get("mlflow_run_id") else ""
-    return (
-        f"node {node[:12]} is being preempted (gone {left}): trial {trial.trial_id} checkpointed at epoch {epoch}{run}; "
-        f"it trains no further there and resumes from epoch {epoch + 1} on the nodes left"
-    )
+    """The console line for a 1-worker trial moved off a draining node, at the epoch it just reported."""
+    run_id = result.get("mlflow_run_id") or None
+    return preemption_line([node], deadline_ms, int(result.get("epoch", 0)), run_id, trial=trial.trial_id, now_s=now_s)
 
 
 def _draining_nodes() -> dict[str, int]:

@@ -25,6 +25,7 @@ from raymlops.tracking import NullLogger, now_ms, retry_or_none
 from raymlops.training.checkpoints import restore, save_checkpoint
 from raymlops.training.costs import model_costs
 from raymlops.training.model_io import log_model
+from raymlops.training.notices import preemption_line
 from raymlops.training.ops import all_reduce, autocast, batches, evaluate_shard, unwrap
 from raymlops.training.optim import build_optimizer, steps_per_epoch
 from raymlops.training.session import Session, ray_train_session
@@ -235,12 +236,5 @@ def _node_id() -> str:
 
 
 def preemption_notice(info: Any, epoch: int, run_id: str | None, now_s: float | None = None) -> str:
-    """One console line for a preemption notice (a ray.train.PreemptionInfo): which nodes go, when, and
-    where the trial goes on from."""
-    nodes = ", ".join(node[:12] for node in info.preempted_node_ids) or "a node"
-    left = f"in {max(0.0, info.deadline_ms / 1000 - (now_s or time.time())):.0f} s" if info.deadline_ms else "soon"
-    run = f" (MLflow run {run_id})" if run_id else ""
-    return (
-        f"node {nodes} is being preempted (gone {left}): trial checkpointed at epoch {epoch}{run}; "
-        f"it trains no further there and resumes from epoch {epoch + 1} on the nodes left"
-    )
+    """The console line for a preemption notice (a ray.train.PreemptionInfo) at a checkpointed epoch."""
+    return preemption_line(list(info.preempted_node_ids), info.deadline_ms, epoch, run_id, now_s=now_s)
