@@ -1,4 +1,4 @@
-"""Shared fixtures: a local Ray cluster per test module (one for the SHARED_RAY group of modules), a fresh MLflow store per test.
+"""Shared fixtures: one local Ray cluster per test session, a fresh MLflow store per test.
 
 Marks: `ray` needs the shared Ray cluster; `slow` is a long test; `cluster` starts extra
 processes (Ray nodes, PostgreSQL, an MLflow server); `gpu` skips without CUDA.
@@ -58,24 +58,11 @@ HEAVY_FIRST = [  # both tiers, by each file's seconds in a `make test` of 2026-1
 ]
 
 
-# Test files whose tests share one Ray cluster (`ray_session`), started by the first of them and stopped after the
-# last (pytest_runtest_teardown). A file leaves this list if its tests need a cluster of their own: test_monitoring
-# sets Ray's metrics settings before its cluster starts.
-SHARED_RAY = {"test_api", "test_lanes", "test_search_beyond_asha", "test_search_e2e", "test_serving", "test_train_e2e"}
-
-
-def _module(item: Any) -> str:
-    return Path(str(item.fspath)).stem
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     import torch
 
     rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(_module(item), len(rank)))  # stable: file order otherwise kept
-    for item in items:  # `--dist loadgroup` (tests/run_tiers.py): a file to a worker, the SHARED_RAY files to one
-        item.add_marker(pytest.mark.xdist_group("shared-ray" if _module(item) in SHARED_RAY else _module(item)))
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).stem, len(rank)))  # stable: file order otherwise kept
 
     skip_gpu = pytest.mark.skip(reason="no CUDA device")
     for item in items:
@@ -84,16 +71,15 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def ray_session(request: pytest.FixtureRequest) -> Any:
-    """A 2-CPU local Ray cluster (7 CPU-s to start on 2 cores) shared by one module's tests, or by the SHARED_RAY
-    modules one after another (stopped after the last of them). Other modules' tests may start clusters of their own
-    (and, under pytest-xdist, another worker does); each cluster's state API is pinned to its own dashboard
-    (cluster.start_local_cluster)."""
+def ray_session() -> Any:
+    """A 2-CPU local Ray cluster shared by one module's tests (~3 s to start). Module scope: another
+    module's test may start clusters of its own (and, under pytest-xdist, another worker does); each
+    cluster's state API is pinned to its own dashboard (cluster.start_local_cluster)."""
     import ray
 
     from raymlops.launch.cluster import start_local_cluster
 
-    if not ray.is_initialized():  # the first module to ask, or one after a test that stopped Ray
+    if not ray.is_initialized():
         # The dashboard hosts the state API that Ray Train's PlacementGroupCleaner needs to free the
         # worker-group placement group of a DDP trial stopped by ASHA; without it they leak.
         start_local_cluster(
@@ -104,25 +90,8 @@ def ray_session(request: pytest.FixtureRequest) -> Any:
             env_vars={"PYTHONWARNINGS": "ignore::DeprecationWarning"},
         )
     yield ray
-    if _module(request.node) not in SHARED_RAY:
-        _stop_ray()
-
-
-def _stop_ray() -> None:
-    import ray
-
     ray.shutdown()
     os.environ.pop("RAY_API_SERVER_ADDRESS", None)  # subprocesses of later tests start or join clusters of their own
-
-
-@pytest.hookimpl(trylast=True)  # after the test's own fixtures are torn down
-def pytest_runtest_teardown(item: Any, nextitem: Any) -> None:
-    """The SHARED_RAY modules' cluster stops after the last of their tests that this process runs in a row."""
-    if _module(item) in SHARED_RAY and (nextitem is None or _module(nextitem) not in SHARED_RAY):
-        import ray
-
-        if ray.is_initialized():
-            _stop_ray()
 
 
 def postgres_state_dir(name: str) -> Path:

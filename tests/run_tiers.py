@@ -4,8 +4,7 @@ pass: its wall and CPU time.
     python tests/run_tiers.py [pytest args ...]       (what `make test` and .ci/run run)
 
 Both tiers share one pool of two pytest-xdist workers, a test file each at a time (a module's tests share its Ray
-cluster and fixtures; the files in conftest.SHARED_RAY go to one worker together and share one cluster), the longest
-files of either tier first (conftest.HEAVY_FIRST): while one test waits on Ray
+cluster and fixtures), the longest files of either tier first (conftest.HEAVY_FIRST): while one test waits on Ray
 or a node's heartbeat, the other computes, and no tier boundary leaves a worker idle. The `slow` mark still picks
 a tier alone (`make test-slow`, `make test-fast`).
 
@@ -41,7 +40,7 @@ def run_pass(marker: str, extra: list[str], parallel: bool) -> tuple[int, float,
     """pytest -m marker (on the xdist workers when parallel); its exit status, wall and the machine's busy CPU."""
     wall0, cpu0 = time.monotonic(), busy_cpu_seconds()
     workers = (
-        ["-n", WORKERS, "--dist", "loadgroup", "--no-loadscope-reorder"] if parallel and WORKERS not in ("", "0", "1") else []
+        ["-n", WORKERS, "--dist", "loadfile", "--no-loadscope-reorder"] if parallel and WORKERS not in ("", "0", "1") else []
     )
     rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-m", marker, *workers, *extra])
     return rc, time.monotonic() - wall0, busy_cpu_seconds() - cpu0
