@@ -55,7 +55,7 @@ def check_nothing_lost(uri: str, storage: Path, n_trials: int) -> dict[str, int]
     assert set(seen) == set(keys), "every trial Tune ran has its run"
     logged = found = 0
     for run in trials:
-        assert run.info.status == "FINISHED", run.data.tags[TAG_RUN_KEY]
+        assert run.info.status == "FINISHED", f"{run.data.tags[TAG_RUN_KEY]} (run {run.info.run_id}) is {run.info.status}"
         expected = sorted(set(seen[run.data.tags[TAG_RUN_KEY]]))
         for key in EPOCH_METRICS:
             steps = epoch_steps(c, run.info.run_id, key)
@@ -78,6 +78,18 @@ def spooled(spool: Path) -> list[Path]:
 def spooled_batches(spool: Path) -> int:
     """How many batches wait in the spool (one JSON line each)."""
     return sum(f.read_text().count("\n") for f in spooled(spool))
+
+
+def trail(err: AssertionError, *logs: Path, limit: int = 40) -> str:
+    """The lines of these logs that name the trial or run a failed check names, and every spool, outage, replay and
+    run-update line: what a flaky failure of the outage test leaves to explain it (its tmp_path is gone on CI)."""
+    ids = [m[:8] for m in re.findall(r"\b[0-9a-f]{32}\b", str(err))] + re.findall(r"\b[0-9a-f]{5}_\d{5}\b", str(err))
+    words = ("spool", "tracker", "replay", "closing a trial", "runs/update", "set-terminated", *ids)
+    out = []
+    for log in (log for log in logs if log.is_file()):
+        lines = [line for line in log.read_text(errors="replace").splitlines() if any(w in line for w in words)]
+        out += [f"--- {log.name}", *lines[-limit:]]
+    return "\n".join(out)
 
 
 def warnings_per_process(text: str, needle: str) -> Counter[str]:
@@ -158,7 +170,10 @@ def test_tracker_outages_lose_nothing(tmp_path: Path) -> None:
         )
         out = finish(replay, tmp_path / "replay.log", timeout_s=120)
         assert re.search(r"replayed \d+ spooled batch\(es\) from \d+ file", out) and not spooled(spool)
-        counts = check_nothing_lost(server.uri, storage, n_trials=4)
+        try:
+            counts = check_nothing_lost(server.uri, storage, n_trials=4)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{trail(err, log, tmp_path / 'replay.log', server.log)}") from None
     finally:
         server.stop()
     print(
