@@ -123,7 +123,7 @@ def test_dashboard_and_mlflow_ui_in_chromium(browser: Any, tmp_path: Path) -> No
     cmd = [
         sys.executable, "-m", "raymlops.tune", "+experiment=smoke", "tune.num_samples=2", "train.epochs=4", "scheduler=fifo",
         "data.image_size=32",  # smoke is 16 px: at 32 px the search outlasts the dashboard sign-in below
-        "ray.num_cpus=2", "console.progress=plain", f"mlflow.tracking_uri={uri}", f"mlflow.artifact_location={tmp_path}/artifacts",
+        "ray.num_cpus=2", "ray.include_dashboard=true", "console.progress=plain", f"mlflow.tracking_uri={uri}", f"mlflow.artifact_location={tmp_path}/artifacts",
         f"mlflow.spool_dir={tmp_path}/spool", f"storage_path={tmp_path}/results",
     ]  # fmt: skip
     search = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

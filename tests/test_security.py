@@ -77,6 +77,7 @@ def test_a_real_search_leaks_no_credential(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cmd = [
         sys.executable, "-m", "raymlops.tune", "+experiment=smoke", "tune.num_samples=1", "train.epochs=1", "ray.num_cpus=2",
+        "ray.include_dashboard=true",  # the dashboard line it prints is checked below
         f"mlflow.tracking_uri={uri}", f"mlflow.artifact_location={tmp_path}/artifacts",
         f"mlflow.spool_dir={tmp_path}/spool", f"storage_path={tmp_path}/results",
     ]  # fmt: skip
