@@ -23,7 +23,10 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-compile -e '.[dev]'
+	@# pip byte-compiles what it installs on one core (about 60 s of this install); compileall uses every core. Its
+	@# exit status is ignored, as pip ignores the same errors: files for newer Pythons (torch's py312 test helpers).
+	$(PY) -m compileall -q -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install raymlops (editable) with dev extras
