@@ -36,7 +36,7 @@ class Case(NamedTuple):
 
 
 S = "+search_space.optim.lr="
-RAY_SMALL = ["ray.num_cpus=2", "ray.include_dashboard=false"]
+RAY_SMALL = ["ray.num_cpus=2"]
 CASES = [
     # unknown choices
     Case("unknown_model", "tune", ["model.name=resnet50"], ["model.name='resnet50'", "resnet18"]),

@@ -244,7 +244,6 @@ def concurrent_search(
         "train.batch_size=50",
         "train.log_every_n_steps=2",
         "ray.num_cpus=4",
-        "ray.include_dashboard=false",
         "evaluate.enabled=false",
         *(extra or []),
     )

@@ -134,7 +134,7 @@ def _tune(team: dict[str, Any], user: str, tmp_path: Path, *extra: str, cert: bo
         env["MLFLOW_TRACKING_SERVER_CERT_PATH"] = team["cert"]
     args = ["+experiment=smoke", "mlflow=server", f"storage_path={tmp_path}/results", f"mlflow.spool_dir={tmp_path}/spool"]
     return subprocess.run(
-        [sys.executable, "-m", "raymlops.tune", *args, "ray.num_cpus=2", "ray.include_dashboard=false", *extra],
+        [sys.executable, "-m", "raymlops.tune", *args, "ray.num_cpus=2", *extra],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -74,7 +74,6 @@ def test_search_logs_to_the_postgres_backed_server(server: dict[str, Any], tmp_p
         f"storage_path={tmp_path}/results",
         f"mlflow.spool_dir={tmp_path}/spool",
         "ray.num_cpus=2",
-        "ray.include_dashboard=false",
     ]
     proc = subprocess.run(args, cwd=REPO, env=_env(server["uri"]), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
