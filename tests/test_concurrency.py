@@ -84,7 +84,7 @@ def trail(err: AssertionError, *logs: Path, limit: int = 40) -> str:
     """The lines of these logs that name the trial or run a failed check names, and every spool, outage, replay and
     run-update line: what a flaky failure of the outage test leaves to explain it (its tmp_path is gone on CI)."""
     ids = [m[:8] for m in re.findall(r"\b[0-9a-f]{32}\b", str(err))] + re.findall(r"\b[0-9a-f]{5}_\d{5}\b", str(err))
-    words = ("spool", "tracker", "replay", "closing a trial", "runs/update", "set-terminated", *ids)
+    words = ("spool", "tracker", "replay", "closing a trial", "runs/update", *ids)
     out = []
     for log in (log for log in logs if log.is_file()):
         lines = [line for line in log.read_text(errors="replace").splitlines() if any(w in line for w in words)]
